@@ -1,0 +1,3 @@
+from gancheck.cli import main
+
+main()

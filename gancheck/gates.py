@@ -1,0 +1,66 @@
+"""Release gates on report values: ``mccs.mean>0.45`` fails the run when the report's value is above 0.45."""
+
+from __future__ import annotations
+
+import operator
+import re
+from dataclasses import dataclass
+
+from gancheck.errors import GancheckError
+
+_OPS = {">": operator.gt, ">=": operator.ge, "<": operator.lt, "<=": operator.le}
+_GATE = re.compile(r"^\s*([A-Za-z_][\w.\[\]]*)\s*(>=|<=|>|<)\s*([-+0-9.eE]+)\s*$")
+
+
+@dataclass(frozen=True)
+class Gate:
+    """``key op bound``: the gate *fails* when ``report[key] op bound`` holds."""
+
+    key: str
+    op: str
+    bound: float
+
+    @classmethod
+    def parse(cls, text: str) -> "Gate":
+        match = _GATE.match(text)
+        if not match:
+            raise GancheckError(f"cannot read gate {text!r}; write KEY OP NUMBER with OP one of > >= < <=, e.g. --fail-if 'mccs.mean>0.45'")
+        key, op, bound = match.groups()
+        try:
+            return cls(key, op, float(bound))
+        except ValueError:
+            raise GancheckError(f"gate {text!r}: {bound!r} is not a number") from None
+
+    def __str__(self) -> str:
+        return f"{self.key}{self.op}{self.bound:g}"
+
+
+def lookup(report: dict, key: str):
+    """``a.b[0].c`` in nested dicts/lists."""
+    value = report
+    for part in re.findall(r"[^.\[\]]+|\[\d+\]", key):
+        try:
+            value = value[int(part[1:-1])] if part.startswith("[") else value[part]
+        except (KeyError, IndexError, TypeError):
+            raise GancheckError(f"gate key {key!r} is not in the report; see report.json for the keys (e.g. mccs.mean, worst_mode.mccs)") from None
+    return value
+
+
+def evaluate(report: dict, gates: list[Gate]) -> list[dict]:
+    """One result per gate: value, bound, whether it failed, and the margin (value - bound)."""
+    results = []
+    for gate in gates:
+        value = lookup(report, gate.key)
+        if value is None:
+            value = float("inf")
+        if not isinstance(value, (int, float)):
+            raise GancheckError(f"gate key {gate.key!r} holds {type(value).__name__}, not a number")
+        failed = bool(_OPS[gate.op](value, gate.bound))
+        results.append({"gate": str(gate), "key": gate.key, "op": gate.op, "bound": gate.bound, "value": value,
+                        "margin": value - gate.bound, "failed": failed})
+    return results
+
+
+def describe(result: dict) -> str:
+    verdict = "FAILED" if result["failed"] else "passed"
+    return f"gate {result['gate']} {verdict}: {result['key']} = {result['value']:.6g}, bound {result['bound']:g}, margin {result['margin']:+.6g}"

@@ -1,0 +1,103 @@
+"""Turning whatever a generator returns into the canonical image batch: float32 NHWC RGB in [0, 1]."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from gancheck.errors import GancheckError
+
+LAYOUTS = ("auto", "nchw", "nhwc")
+RANGES = ("auto", "-1,1", "0,1", "0,255")
+
+
+def to_numpy(batch) -> np.ndarray:
+    if hasattr(batch, "detach"):  # a torch tensor
+        batch = batch.detach().cpu().numpy()
+    return np.asarray(batch)
+
+
+def detect_layout(batch: np.ndarray) -> str:
+    """NCHW when the second axis looks like channels and the last does not."""
+    if batch.ndim == 3:
+        return "nhw"
+    if batch.shape[1] in (1, 3, 4) and batch.shape[3] not in (1, 3, 4):
+        return "nchw"
+    if batch.shape[3] in (1, 3, 4):
+        return "nhwc"
+    raise GancheckError(f"cannot tell the channel axis of generator output of shape {batch.shape}; pass --layout nchw or --layout nhwc")
+
+
+def detect_range(batch: np.ndarray) -> str:
+    if batch.dtype == np.uint8:
+        return "0,255"
+    lo, hi = float(np.min(batch)), float(np.max(batch))
+    if hi > 1.5:
+        return "0,255"
+    if lo < -0.05:
+        return "-1,1"
+    return "0,1"
+
+
+@dataclass
+class OutputFormat:
+    """How raw generator output maps to images; fixed once per run (from a probe batch that does
+    not depend on the batch size) so results never depend on batching."""
+
+    layout: str = "auto"
+    value_range: str = "auto"
+
+    def __post_init__(self):
+        if self.layout not in LAYOUTS + ("nhw",):
+            raise GancheckError(f"--layout must be one of {', '.join(LAYOUTS)}, got {self.layout!r}")
+        if self.value_range not in RANGES:
+            raise GancheckError(f"--range must be one of {', '.join(RANGES)}, got {self.value_range!r}")
+
+    def resolve(self, probe) -> "OutputFormat":
+        probe = check_raw(to_numpy(probe), first_index=None)
+        layout = detect_layout(probe) if self.layout == "auto" else self.layout
+        value_range = detect_range(probe) if self.value_range == "auto" else self.value_range
+        return OutputFormat(layout, value_range)
+
+    def convert(self, raw, first_index: int | None = None) -> np.ndarray:
+        """Raw output batch -> float32 (N, H, W, 3) in [0, 1]."""
+        x = check_raw(to_numpy(raw), first_index)
+        if x.ndim == 3:
+            x = x[..., None]
+        elif self.layout == "nchw":
+            x = x.transpose(0, 2, 3, 1)
+        x = x.astype(np.float32, copy=False)
+        lo, hi = {"-1,1": (-1.0, 1.0), "0,1": (0.0, 1.0), "0,255": (0.0, 255.0)}[self.value_range]
+        x = np.clip((x - lo) / (hi - lo), 0.0, 1.0)
+        channels = x.shape[-1]
+        if channels == 1:
+            x = np.repeat(x, 3, axis=-1)
+        elif channels == 4:
+            x = x[..., :3]
+        elif channels != 3:
+            raise GancheckError(f"generator output has {channels} channels; expected 1, 3 or 4 (wrong --layout?)")
+        flat = x.reshape(len(x), -1)
+        constant = np.flatnonzero(flat.max(axis=1) - flat.min(axis=1) == 0)
+        if len(constant):
+            where = f"sample {first_index + constant[0]}" if first_index is not None else "the probe batch"
+            raise GancheckError(f"generator produced a constant image ({where}); check the model's output or its extra inputs")
+        return np.ascontiguousarray(x)
+
+    def to_dict(self) -> dict:
+        return {"layout": self.layout, "range": self.value_range}
+
+
+def check_raw(x: np.ndarray, first_index: int | None) -> np.ndarray:
+    if x.ndim not in (3, 4):
+        raise GancheckError(f"generator output has rank {x.ndim} (shape {x.shape}); expected an image batch of rank 4 (N, C, H, W) or (N, H, W, C)")
+    if x.dtype.kind == "f":
+        bad = ~np.isfinite(x.reshape(len(x), -1)).all(axis=1)
+        if bad.any():
+            where = f"sample {first_index + int(np.flatnonzero(bad)[0])}" if first_index is not None else "the probe batch"
+            raise GancheckError(f"generator output contains NaN or Inf ({where}, {int(bad.sum())} of {len(x)} images in the batch); the model is broken for these latents")
+    return x
+
+
+def to_uint8(images: np.ndarray) -> np.ndarray:
+    return np.clip(np.rint(images * 255.0), 0, 255).astype(np.uint8)

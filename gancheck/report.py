@@ -1,0 +1,146 @@
+"""Writing an audit's run directory: manifest, Parquet tables, report.json.
+
+Layout (see docs/run-directory.md): ``manifest.json``, ``report.json``, ``anchors.parquet``,
+``modes.parquet``, ``neighbors.parquet``, optional ``embeddings.parquet``, ``no_face/*.png``.
+Every file is written to a temporary name and renamed, so a killed run never leaves a half file
+under a final name.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from gancheck.audit import AuditResult, summary
+from gancheck.errors import GancheckError
+from gancheck.provenance import package_versions
+
+FORMAT_VERSION = 1
+_RUN_FILES = ("manifest.json", "report.json", "anchors.parquet")
+
+
+def atomic_write(path: Path, data: bytes | str) -> None:
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "wb") as f:
+        f.write(data.encode() if isinstance(data, str) else data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def write_json(path: Path, obj) -> None:
+    atomic_write(path, json.dumps(obj, indent=2, allow_nan=False) + "\n")
+
+
+def prepare_run_dir(out: str | Path, overwrite: bool = False) -> Path:
+    """Create ``out``; refuse to write into a directory that already holds a run."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise GancheckError(f"--out {out} is a file, not a directory; choose another path")
+    if any((out / f).exists() for f in _RUN_FILES) and not overwrite:
+        raise GancheckError(f"{out} already holds a run; choose another --out or pass --overwrite to replace it")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".gancheck-write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise GancheckError(f"cannot write to {out} ({exc.strerror}); choose a writable --out") from None
+    return out
+
+
+def _write_table(path: Path, columns: dict) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    tmp = path.with_name(f".{path.name}.tmp")
+    pq.write_table(pa.table(columns), tmp)
+    os.replace(tmp, path)
+
+
+def _vectors_column(vectors: np.ndarray):
+    import pyarrow as pa
+
+    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+    return pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1)), vectors.shape[1])
+
+
+class EmbeddingWriter:
+    """Streams the collection's embeddings to ``embeddings.parquet`` (sample_index, embedding)."""
+
+    def __init__(self, out: Path):
+        self.path = Path(out) / "embeddings.parquet"
+        self.tmp = self.path.with_name(".embeddings.parquet.tmp")
+        self.writer = None
+
+    def __call__(self, indices: np.ndarray, vectors: np.ndarray) -> None:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        table = pa.table({"sample_index": pa.array(indices, pa.int64()), "embedding": _vectors_column(vectors)})
+        if self.writer is None:
+            self.writer = pq.ParquetWriter(self.tmp, table.schema)
+        self.writer.write_table(table)
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            os.replace(self.tmp, self.path)
+
+
+def base_manifest(source, embedder, config_dict: dict, argv: list[str] | None = None) -> dict:
+    return {
+        "format": "gancheck-run",
+        "format_version": FORMAT_VERSION,
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "command": argv if argv is not None else sys.argv,
+        "config": config_dict,
+        "generator": source.describe(),
+        "embedder": embedder.describe(),
+        "versions": package_versions(),
+        "status": "running",
+    }
+
+
+def write_run(out: Path, result: AuditResult, manifest: dict, extra: dict | None = None) -> dict:
+    """Write tables and report.json for a finished audit; returns the report."""
+    from PIL import Image
+
+    out = Path(out)
+    _write_table(out / "anchors.parquet", {
+        "sample_index": result.anchor_index, "m": result.m, "mccs": result.scores,
+        "neighbors": result.neighbors, "embedding": _vectors_column(result.anchor_vectors),
+    })
+    report = summary(result)
+    modes = report["modes"]
+    _write_table(out / "modes.parquet", {k: [m[k] for m in modes] for k in ("rank", "sample_index", "neighbors", "neighbor_fraction", "mccs")})
+    rows = [(int(result.anchor_index[a]), r, int(s), float(d)) for a, (idx, dist) in result.nearest.items() for r, (s, d) in enumerate(zip(idx, dist))]
+    _write_table(out / "neighbors.parquet", {name: [row[j] for row in rows] for j, name in enumerate(("anchor_index", "rank", "sample_index", "distance"))})
+    if result.no_face_samples:
+        (out / "no_face").mkdir(exist_ok=True)
+        for index, image in result.no_face_samples:
+            Image.fromarray(np.clip(np.rint(image * 255), 0, 255).astype(np.uint8)).save(out / "no_face" / f"{index}.png")
+    report["embedder"] = manifest["embedder"].get("name")
+    report["generator"] = manifest["generator"]
+    report.update(extra or {})
+    write_json(out / "report.json", report)
+    manifest = dict(manifest, status="complete", theta=result.theta, radius=result.radius, mccs_form=result.config.mccs_form,
+                    seed=result.config.seed)
+    write_json(out / "manifest.json", manifest)
+    return report
+
+
+def load_report(run_dir: str | Path) -> dict:
+    path = Path(run_dir) / "report.json"
+    if not path.is_file():
+        raise GancheckError(f"no report.json in {run_dir}; run `gancheck audit ... --out {run_dir}` first")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise GancheckError(f"{path} is not valid JSON ({exc.msg} at line {exc.lineno}); re-run the audit") from None
