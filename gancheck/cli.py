@@ -119,6 +119,8 @@ def audit(
     embedder_opts: Optional[List[str]] = typer.Option(None, "--embedder-opt", help="Extra descriptor option KEY=VALUE (e.g. size=32 for pixel, input_size=112 for onnx). Repeatable."),
     no_face: str = typer.Option("exclude", "--no-face", help="Images where the descriptor finds no face: exclude them from C, or keep them as one 'no face' point."),
     save_embeddings: bool = typer.Option(False, "--save-embeddings", help="Also write the collection's embeddings to embeddings.parquet."),
+    calibrator: Optional[Path] = typer.Option(None, "--calibrator", help="Audit the calibrated sampler in this file (from `gancheck calibrate`) instead of the plain prior."),
+    force: bool = typer.Option(False, "--force", help="Use --calibrator even though it was built for another generator."),
 ):
     """Audit a generator for intra-mode collapse: MCCS per anchor, its mean and spread, dense modes."""
     from gancheck import api
@@ -133,7 +135,7 @@ def audit(
             generator, n=parse_count(n, "--n"), anchors=parse_count(anchors, "--anchors"), seed=seed, embedder=embedder,
             theta=theta, radius=radius, mccs_form=mccs_form, out=out, overwrite=overwrite, batch_size=batch_size,
             chunk_size=chunk_size, backend=backend, device=device, threads=threads, top_k=top_k, no_face=no_face,
-            save_embeddings=save_embeddings, progress=on_progress, gates=gates,
+            save_embeddings=save_embeddings, progress=on_progress, gates=gates, calibrator=calibrator, force=force,
             generator_options=dict(layout=layout, value_range=value_range, prior=prior, truncation=truncation,
                                    latent_input=latent_input, latent_shape=shape, inputs=parse_pairs(inputs, "--input")),
             embedder_options=dict(parse_pairs(embedder_opts, "--embedder-opt"), align=align,
@@ -237,6 +239,9 @@ def _audit_defaults(exclude: set) -> dict:
 
     return {k: (p.default.default if hasattr(p.default, "default") else p.default)
             for k, p in inspect.signature(audit.__wrapped__).parameters.items() if k not in exclude}
+
+
+# Commands defined in their own modules register here, one line each.
 
 
 def main():
