@@ -62,6 +62,9 @@ class AuditResult:
     n_samples: int  # |C| actually used
     modes: list[int]  # anchor positions of the distinct modes, strongest first
     nearest: dict  # anchor position -> (sample indices, distances), nearest first
+    radii: np.ndarray  # (R,) radii of the radial counts
+    radial: np.ndarray  # (m, R) N_radius per anchor
+    convergence: list  # dicts of n, mccs_mean, mccs_std, worst_mccs, worst_neighbor_fraction
     no_face: dict = field(default_factory=dict)
     no_face_samples: list = field(default_factory=list)  # (sample index, image) pairs
 
@@ -103,7 +106,8 @@ def run_audit(source, embedder, config: AuditConfig, progress: Progress | None =
     usable = a_found | keep
     if usable.sum() < 2:
         raise GancheckError(f"the descriptor found no face in {int((~a_found).sum())} of {len(a_found)} anchor images; check --align, the generator's output, or use --no-face keep")
-    acc = CollapseAccumulator(a_vec[usable], theta, radius, backend=config.backend, tile=config.chunk_size, keep_neighbors=config.neighbors_k)
+    acc = CollapseAccumulator(a_vec[usable], theta, radius, backend=config.backend, tile=config.chunk_size,
+                              keep_neighbors=config.neighbors_k, checkpoints=convergence_grid(config.n))
 
     c_idx = source.collection_indices(config.n, config.anchors)
     no_face_count, samples = 0, []
@@ -129,11 +133,24 @@ def run_audit(source, embedder, config: AuditConfig, progress: Progress | None =
         config=config, theta=theta, radius=radius,
         anchor_index=a_idx[usable], anchor_vectors=a_vec[usable],
         m=res["m"], scores=scores, neighbors=res["neighbors"], n_samples=res["n"],
-        modes=modes, nearest=nearest,
+        modes=modes, nearest=nearest, radii=res["radii"], radial=res["radial"],
+        convergence=[convergence_row(n, m, nr, config.mccs_form) for n, m, nr in acc.snapshots + [(res["n"], res["m"], res["neighbors"])]],
         no_face={"policy": config.no_face, "count": int(no_face_count + (~a_found).sum()), "rate": float((no_face_count + (~a_found).sum()) / total),
                  "collection_count": int(no_face_count), "anchor_count": int((~a_found).sum())},
         no_face_samples=samples,
     )
+
+
+def convergence_grid(n: int) -> list[int]:
+    """Collection sizes 10^2, 10^2.25, ... below n at which the statistics are recorded (Fig. 2)."""
+    return sorted({int(round(10 ** e)) for e in np.arange(2.0, np.log10(max(n, 1)), 0.25)} - {n})
+
+
+def convergence_row(n: int, m: np.ndarray, neighbors: np.ndarray, form: str) -> dict:
+    scores = mccs(m, form)
+    mu, sigma = population_stats(scores)
+    w = worst_mode(neighbors, scores)
+    return {"n": int(n), "mccs_mean": mu, "mccs_std": sigma, "worst_mccs": float(scores[w]), "worst_neighbor_fraction": float(neighbors[w] / n)}
 
 
 def _ticker(progress: Progress | None):

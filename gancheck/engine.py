@@ -35,7 +35,8 @@ class CollapseAccumulator:
     anchor for pictures, and for ``display_anchor`` the nearest ones at any distance.
     """
 
-    def __init__(self, anchors: np.ndarray, theta: float, radius: float, backend: str = "auto", tile: int = 4096, keep_neighbors: int = 80, display_anchor: int | None = 0):
+    def __init__(self, anchors: np.ndarray, theta: float, radius: float, backend: str = "auto", tile: int = 4096,
+                 keep_neighbors: int = 80, display_anchor: int | None = 0, checkpoints=(), radial_bins: int = 16):
         self.a32 = np.ascontiguousarray(anchors, dtype=np.float32)
         self.a64 = normalise64(anchors)
         self.theta, self.radius = float(theta), float(radius)
@@ -58,13 +59,26 @@ class CollapseAccumulator:
         self.display = display_anchor if (display_anchor is not None and m > 0 and self.k > 0) else None
         self.display_dist = np.full(self.k, np.inf)
         self.display_index = np.full(self.k, -1, dtype=np.int64)
+        # Neighbour counts at a grid of radii up to the screening cut (for Ripley's K).
+        self.radii = np.linspace(0.0, max(theta, radius), radial_bins + 1)[1:]
+        self.radial = np.zeros((m, radial_bins), dtype=np.int64)
+        # Per-anchor sums after exactly n samples, for convergence against log10 |C| (Fig. 2).
+        self.checkpoints = sorted(int(c) for c in checkpoints if c > 0)
+        self.snapshots: list[tuple[int, np.ndarray, np.ndarray]] = []
 
     def update(self, vectors: np.ndarray, indices: np.ndarray) -> None:
         """Add collection samples: (k, D) unit vectors and their (k,) sample indices."""
         vectors = np.asarray(vectors, dtype=np.float32)
         indices = np.asarray(indices, dtype=np.int64)
-        for start in range(0, len(vectors), self.tile):
-            self._tile(vectors[start : start + self.tile], indices[start : start + self.tile])
+        start = 0
+        while start < len(vectors):
+            # Tiles end at checkpoints, so snapshots never depend on how samples were batched.
+            pending = [c for c in self.checkpoints if c > self.n]
+            stop = min(len(vectors), start + self.tile, start + (pending[0] - self.n) if pending else len(vectors))
+            self._tile(vectors[start:stop], indices[start:stop])
+            if pending and self.n == pending[0]:
+                self.snapshots.append((self.n, self.sim_sum / self.n, self.neighbors.copy()))
+            start = stop
 
     def _screen(self, c32: np.ndarray):
         """Pairs (row, col) whose float32 cosine passes the screening cut."""
@@ -88,6 +102,10 @@ class CollapseAccumulator:
         m = len(self.a32)
         self.sim_sum += np.bincount(rows, weights=s, minlength=m)
         self.neighbors += np.bincount(rows[d <= self.radius], minlength=m)
+        nb = len(self.radii)
+        ring = np.searchsorted(self.radii, d, side="left")  # d <= radii[j] for every j >= ring
+        inside = ring < nb
+        self.radial += np.cumsum(np.bincount(rows[inside] * nb + ring[inside], minlength=m * nb).reshape(m, nb), axis=1)
         if self.k:
             self._keep_nearest(rows, d, idx[cols])
             if self.display is not None:
@@ -138,7 +156,7 @@ class CollapseAccumulator:
     def result(self) -> dict:
         """Per-anchor expected similarity m (Eq. 6) and N_r over everything seen so far."""
         m = self.sim_sum / self.n if self.n else np.zeros_like(self.sim_sum)
-        return {"m": m, "neighbors": self.neighbors.copy(), "n": self.n}
+        return {"m": m, "neighbors": self.neighbors.copy(), "n": self.n, "radii": self.radii, "radial": self.radial.copy()}
 
 
 def _row_order(dist: np.ndarray, index: np.ndarray) -> np.ndarray:

@@ -113,10 +113,15 @@ def write_run(out: Path, result: AuditResult, manifest: dict, extra: dict | None
     from PIL import Image
 
     out = Path(out)
+    import pyarrow as pa
+
+    radial = np.ascontiguousarray(result.radial, dtype=np.int64)
     _write_table(out / "anchors.parquet", {
         "sample_index": result.anchor_index, "m": result.m, "mccs": result.scores,
         "neighbors": result.neighbors, "embedding": _vectors_column(result.anchor_vectors),
+        "radial_counts": pa.FixedSizeListArray.from_arrays(pa.array(radial.reshape(-1)), radial.shape[1]),
     })
+    _write_table(out / "convergence.parquet", {k: [row[k] for row in result.convergence] for k in result.convergence[0]})
     report = summary(result)
     modes = report["modes"]
     _write_table(out / "modes.parquet", {k: [m[k] for m in modes] for k in ("rank", "sample_index", "neighbors", "neighbor_fraction", "mccs")})
@@ -126,6 +131,7 @@ def write_run(out: Path, result: AuditResult, manifest: dict, extra: dict | None
         (out / "no_face").mkdir(exist_ok=True)
         for index, image in result.no_face_samples:
             Image.fromarray(np.clip(np.rint(image * 255), 0, 255).astype(np.uint8)).save(out / "no_face" / f"{index}.png")
+    report["radial_radii"] = [float(r) for r in result.radii]
     report["embedder"] = manifest["embedder"].get("name")
     report["generator"] = manifest["generator"]
     report.update(extra or {})

@@ -154,3 +154,21 @@ def test_brute_force_helper_agrees_with_independent_reference():
     m_ref, score_ref, nr_ref = reference(a, c, 0.3, 0.25)
     assert_close(got["m"], m_ref)
     np.testing.assert_array_equal(got["neighbors"], nr_ref)
+
+
+def test_radial_counts_and_checkpoints_match_brute_force():
+    rng = np.random.default_rng(8)
+    c = unit(rng.standard_normal((1500, 6)))
+    a = unit(rng.standard_normal((40, 6)))
+    acc = CollapseAccumulator(a, 0.3, 0.2, tile=97, checkpoints=[100, 1000])
+    for start in range(0, 1500, 61):
+        acc.update(c[start : start + 61], np.arange(start, min(start + 61, 1500)))
+    r = acc.result()
+    d = np.arccos(np.clip(a.astype(np.float64) @ c.T.astype(np.float64), -1, 1)) / np.pi
+    for j, radius in enumerate(r["radii"]):
+        np.testing.assert_array_equal(r["radial"][:, j], (d <= radius + 1e-12).sum(axis=1))
+    assert [s[0] for s in acc.snapshots] == [100, 1000]
+    for n, m, nr in acc.snapshots:
+        m_ref, _, nr_ref = reference(a, c[:n], 0.3, 0.2)
+        assert_close(m, m_ref)
+        np.testing.assert_array_equal(nr, nr_ref)
