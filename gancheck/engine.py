@@ -65,6 +65,7 @@ class CollapseAccumulator:
         # Per-anchor sums after exactly n samples, for convergence against log10 |C| (Fig. 2).
         self.checkpoints = sorted(int(c) for c in checkpoints if c > 0)
         self.snapshots: list[tuple[int, np.ndarray, np.ndarray]] = []
+        self._gram = self._mask = None
 
     def update(self, vectors: np.ndarray, indices: np.ndarray) -> None:
         """Add collection samples: (k, D) unit vectors and their (k,) sample indices."""
@@ -81,23 +82,30 @@ class CollapseAccumulator:
             start = stop
 
     def _screen(self, c32: np.ndarray):
-        """Pairs (row, col) whose float32 cosine passes the screening cut."""
+        """Pairs (row, col) whose float32 cosine passes the screening cut, and the float32 Gram
+        tile when the blas backend made one."""
         if self.backend == "faiss":
             import faiss
 
             index = faiss.IndexFlatIP(c32.shape[1])
             index.add(c32)
-            lims, cos, cols = index.range_search(self.a32, self.cos_screen)
+            lims, _, cols = index.range_search(self.a32, self.cos_screen)
             rows = np.repeat(np.arange(len(self.a32)), np.diff(lims.astype(np.int64)))
-            return rows, cols.astype(np.int64)
-        return np.nonzero(self.a32 @ c32.T > self.cos_screen)
+            return rows, cols.astype(np.int64), None
+        # Reused buffers: a fresh 100 MB array per tile costs page faults comparable to the product.
+        shape = (len(self.a32), len(c32))
+        if self._gram is None or self._gram.shape != shape:
+            self._gram, self._mask = np.empty(shape, np.float32), np.empty(shape, bool)
+        np.matmul(self.a32, c32.T, out=self._gram)
+        np.greater(self._gram, self.cos_screen, out=self._mask)
+        rows, cols = np.divmod(np.flatnonzero(self._mask), len(c32))
+        return rows, cols, self._gram
 
     def _tile(self, c32: np.ndarray, idx: np.ndarray) -> None:
         c32 = np.ascontiguousarray(c32)
         self.n += len(c32)
-        rows, cols = self._screen(c32)
-        c64 = normalise64(c32)
-        d = angular_distance(self._exact_cos(rows, cols, c64))
+        rows, cols, gram = self._screen(c32)
+        d = angular_distance(self._exact_cos(rows, cols, c32))
         s = similarity(d, self.theta)
         m = len(self.a32)
         self.sim_sum += np.bincount(rows, weights=s, minlength=m)
@@ -109,18 +117,19 @@ class CollapseAccumulator:
         if self.k:
             self._keep_nearest(rows, d, idx[cols])
             if self.display is not None:
-                self._keep_display(c64, idx)
+                self._keep_display(c32, idx, gram)
 
-    def _exact_cos(self, rows: np.ndarray, cols: np.ndarray, c64: np.ndarray) -> np.ndarray:
+    def _exact_cos(self, rows: np.ndarray, cols: np.ndarray, c32: np.ndarray) -> np.ndarray:
         """Float64 cosines of the given pairs: a dense sub-product when pairs cluster in few
         rows and columns (a collapsed mode), else row-by-row gathers."""
         if len(rows) == 0:
             return np.zeros(0)
         ur, ri = np.unique(rows, return_inverse=True)
         uc, ci = np.unique(cols, return_inverse=True)
+        c64 = normalise64(c32[uc])
         if len(ur) * len(uc) <= 16 * len(rows):
-            return (self.a64[ur] @ c64[uc].T)[ri, ci]
-        return np.einsum("ij,ij->i", self.a64[rows], c64[cols])
+            return (self.a64[ur] @ c64.T)[ri, ci]
+        return np.einsum("ij,ij->i", self.a64[rows], c64[ci])
 
     def _keep_nearest(self, rows: np.ndarray, d: np.ndarray, sample: np.ndarray) -> None:
         """Merge this tile's candidates into each anchor's k nearest (ties: lower sample index)."""
@@ -145,11 +154,14 @@ class CollapseAccumulator:
         self.nn_dist[ur] = np.take_along_axis(all_d, pick, axis=1)
         self.nn_index[ur] = np.take_along_axis(all_i, pick, axis=1)
 
-    def _keep_display(self, c64: np.ndarray, idx: np.ndarray) -> None:
-        """The display anchor's k nearest at any distance, for the random-anchor picture (Fig. 4)."""
-        d = angular_distance(c64 @ self.a64[self.display])
+    def _keep_display(self, c32: np.ndarray, idx: np.ndarray, gram: np.ndarray | None) -> None:
+        """The display anchor's k nearest at any distance, for the random-anchor picture (Fig. 4):
+        the 2k best by float32 cosine in this tile, measured exactly, merged with the best so far."""
+        cos32 = gram[self.display] if gram is not None else c32 @ self.a32[self.display]
+        best = np.argpartition(-cos32, 2 * self.k)[: 2 * self.k] if len(cos32) > 2 * self.k else np.arange(len(cos32))
+        d = angular_distance(normalise64(c32[best]) @ self.a64[self.display])
         d_all = np.concatenate([self.display_dist, d])
-        i_all = np.concatenate([self.display_index, idx])
+        i_all = np.concatenate([self.display_index, idx[best]])
         pick = np.lexsort((i_all, d_all))[: self.k]
         self.display_dist, self.display_index = d_all[pick], i_all[pick]
 

@@ -171,16 +171,16 @@ def embed_files(embedder, paths: list[Path]) -> tuple[np.ndarray, np.ndarray]:
     return np.stack(vectors), found
 
 
-def _build_embedder(spec: str, **options):
-    from embedders import load_embedder
+def _build_embedder(spec: str, align: str | None, model_dir: Path | None, device: str, threads: int | None):
     from embedders.base import _REGISTRY
+    from gancheck.api import load_descriptor
 
-    # Pass only the options this descriptor's constructor takes (pixel has no align, dlib no model_dir).
+    options = {"align": align}
     cls = _REGISTRY.get(spec.partition(":")[0])
-    if cls is not None:
-        accepted = inspect.signature(cls.__init__).parameters
-        options = {k: v for k, v in options.items() if k in accepted}
-    return load_embedder(spec, **options)
+    # GANCHECK_INSIGHTFACE_DIR may be set while another descriptor is asked for: pass it only where it is taken.
+    if cls is not None and "model_dir" in inspect.signature(cls.__init__).parameters:
+        options["model_dir"] = str(model_dir) if model_dir else None
+    return load_descriptor(spec, device=device, threads=threads, **options)
 
 
 def estimate_from_folder(pairs_dir: Path, embedder) -> dict:
@@ -216,7 +216,7 @@ def theta_command(
     as_json: Annotated[bool, typer.Option("--json", help="Print the estimate as JSON.")] = False,
 ):
     """Estimate a descriptor's theta and r (normalised angular distances, Eq. 4) from image pairs."""
-    model = _build_embedder(embedder, align=align, model_dir=insightface_dir, device=device, threads=threads)
+    model = _build_embedder(embedder, align, insightface_dir, device, threads)
     result = estimate_from_folder(pairs_dir, model)
     if as_json:
         print(json.dumps(result, indent=2))
