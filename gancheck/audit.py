@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import json
+import os
+import sys
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
-from gancheck.engine import CollapseAccumulator
 from gancheck.errors import GancheckError
 from gancheck.stats import MCCS_FORMS, check_thresholds, distinct_modes, mccs, population_stats, worst_mode
 
 NO_FACE_POLICIES = ("exclude", "keep")
-#: How many images with no detected face are kept as PNGs for inspection.
-NO_FACE_SAMPLES = 16
+NAN_POLICIES = ("stop", "skip")
+EXECUTORS = ("local", "ray")
+RADIAL_BINS = 16
 
 Progress = Callable[[str, int, int], None]
 
@@ -35,6 +39,12 @@ class AuditConfig:
     neighbors_k: int = 80
     no_face: str = "exclude"
     save_embeddings: bool = False
+    shard_size: int = 16_384
+    on_nan: str = "stop"
+    retries: int = 2
+    executor: str = "local"
+    workers: int = 1
+    ray_address: str | None = None
 
     def validate(self) -> None:
         if self.n < 1 or self.anchors < 2:
@@ -43,8 +53,12 @@ class AuditConfig:
             raise GancheckError(f"--mccs-form must be one of {', '.join(MCCS_FORMS)}, got {self.mccs_form!r}")
         if self.no_face not in NO_FACE_POLICIES:
             raise GancheckError(f"--no-face must be one of {', '.join(NO_FACE_POLICIES)}, got {self.no_face!r}")
-        if self.batch_size < 1 or self.chunk_size < 1:
-            raise GancheckError("--batch-size and --chunk-size must be positive")
+        if self.on_nan not in NAN_POLICIES:
+            raise GancheckError(f"--on-nan must be one of {', '.join(NAN_POLICIES)}, got {self.on_nan!r}")
+        if self.executor not in EXECUTORS:
+            raise GancheckError(f"--executor must be one of {', '.join(EXECUTORS)}, got {self.executor!r}")
+        if min(self.batch_size, self.chunk_size, self.shard_size, self.workers) < 1 or self.retries < 0:
+            raise GancheckError("--batch-size, --chunk-size, --shard-size and --workers must be positive, --retries not negative")
 
 
 @dataclass
@@ -66,79 +80,136 @@ class AuditResult:
     radial: np.ndarray  # (m, R) N_radius per anchor
     convergence: list  # dicts of n, mccs_mean, mccs_std, worst_mccs, worst_neighbor_fraction
     no_face: dict = field(default_factory=dict)
+    skipped_nan: int = 0
     no_face_samples: list = field(default_factory=list)  # (sample index, image) pairs
 
 
-def embed_indices(source, embedder, indices, batch_size, keep_no_face, on_batch=None):
-    """Generate and embed ``indices`` in batches; yields (indices, vectors, found, images)."""
-    for start in range(0, len(indices), batch_size):
-        idx = indices[start : start + batch_size]
-        images = source.images(idx)
-        vectors, found = embedder.embed(images)
-        vectors = np.asarray(vectors, dtype=np.float32)
-        found = np.asarray(found, dtype=bool)
-        if keep_no_face:
-            # Every image without a face becomes the same extra-axis point: its own "no face" mode.
-            vectors = np.concatenate([np.where(found[:, None], vectors, 0.0), (~found)[:, None]], axis=1).astype(np.float32)
-        if on_batch:
-            on_batch(len(idx))
-        yield idx, vectors, found, images
-
-
-def run_audit(source, embedder, config: AuditConfig, progress: Progress | None = None, on_embeddings=None) -> AuditResult:
+def run_audit(source, embedder, config: AuditConfig, progress: Progress | None = None, run_dir: Path | None = None,
+              resume: bool = False, rebuild: dict | None = None, log: Callable[[str], None] | None = None) -> AuditResult:
     """Audit ``source`` (a :class:`gancheck.generators.Source`) with ``embedder``.
 
-    ``progress(stage, done, total)`` is called as work advances; ``on_embeddings(indices, vectors)``
-    receives the collection's embeddings batch by batch (to save them).
+    ``progress(stage, done, total)`` is called as work advances. With ``run_dir`` the collection
+    is processed in checkpointed shards (``resume`` continues a killed run there); ``rebuild``
+    (generator, embedder and their options) lets other processes rebuild both for
+    ``config.executor == "ray"``.
     """
+    from gancheck import shards as sh
+    from gancheck.engine import Partial
+    from gancheck.executors import shard_results
+    from gancheck.pipeline import NO_FACE_SAMPLES, Worker
+
     config.validate()
     theta = embedder.default_theta if config.theta is None else float(config.theta)
     radius = embedder.default_radius if config.radius is None else float(config.radius)
     check_thresholds(theta, radius)
     source.prepare(config.seed)
-    keep = config.no_face == "keep"
     tick = _ticker(progress)
+    state = None
+    if run_dir is not None:
+        state = sh.State(run_dir, fingerprint(config, theta, radius, source, embedder))
+        for warning in (state.load() if resume else []):
+            print(f"gancheck: {warning}", file=sys.stderr)  # always: a redone shard must not go unnoticed
 
+    worker = Worker(source, embedder, None, theta, radius, config)
     a_idx = source.anchor_indices(config.anchors)
-    parts = list(embed_indices(source, embedder, a_idx, config.batch_size, keep, tick("anchors", len(a_idx))))
-    a_vec = np.concatenate([p[1] for p in parts])
-    a_found = np.concatenate([p[2] for p in parts])
-    usable = a_found | keep
+    a_vec, a_found, a_ok = _anchors(worker, a_idx, run_dir, state, tick("anchors", len(a_idx)))
+    usable = a_ok & (a_found | (config.no_face == "keep"))
     if usable.sum() < 2:
-        raise GancheckError(f"the descriptor found no face in {int((~a_found).sum())} of {len(a_found)} anchor images; check --align, the generator's output, or use --no-face keep")
-    acc = CollapseAccumulator(a_vec[usable], theta, radius, backend=config.backend, tile=config.chunk_size,
-                              keep_neighbors=config.neighbors_k, checkpoints=convergence_grid(config.n))
+        raise GancheckError(f"only {int(usable.sum())} of {len(a_idx)} anchor images could be described (no face or NaN); "
+                            "check --align and the generator's output, or use --no-face keep")
+    worker.anchors = a_vec[usable]
+    if log and run_dir is not None:
+        log(f"run directory {run_dir}: about {run_size(len(worker.anchors), a_vec.shape[1], config) / 2**20:,.0f} MiB when finished")
 
     c_idx = source.collection_indices(config.n, config.anchors)
-    no_face_count, samples = 0, []
-    for idx, vec, found, images in embed_indices(source, embedder, c_idx, config.batch_size, keep, tick("samples", len(c_idx))):
-        use = found | keep
-        acc.update(vec[use], idx[use])
-        if on_embeddings is not None:
-            on_embeddings(idx[use], vec[use])
-        missing = np.flatnonzero(~found)
-        no_face_count += len(missing)
-        samples.extend((int(idx[i]), images[i]) for i in missing[: NO_FACE_SAMPLES - len(samples)])
-    res = acc.result()
-    if res["n"] == 0:
-        raise GancheckError(f"the descriptor found no face in any of the {len(c_idx)} samples; check --align or the generator's output")
+    parts = sh.plan(c_idx, config.shard_size)
+    checkpoints = [int(c_idx[g]) for g in convergence_grid(len(c_idx))]
+    done = {j for j in state.done if j >= 0} if state else set()  # -1 is the anchors' checkpoint
+    todo = [j for j in range(len(parts)) if j not in done]
+    on_batch = tick("samples", len(c_idx))
+    if done:
+        on_batch(sum(len(parts[j]) for j in done))
+    computed = shard_results(config, worker, parts, checkpoints, todo, on_batch, rebuild)
 
-    scores = mccs(res["m"], config.mccs_form)
-    modes = distinct_modes(a_vec[usable], res["neighbors"], scores, radius, config.top_k)
-    nearest = {i: (acc.nn_index[i][acc.nn_index[i] >= 0], acc.nn_dist[i][acc.nn_index[i] >= 0]) for i in modes}
-    if acc.display is not None:
-        nearest[acc.display] = (acc.display_index[acc.display_index >= 0], acc.display_dist[acc.display_index >= 0])
-    total = len(c_idx) + len(a_idx)
+    total = Partial.zeros(int(usable.sum()), config.neighbors_k, RADIAL_BINS)
+    no_face, skipped, samples, pending = 0, 0, [], {}
+    for j in range(len(parts)):
+        if j in done:
+            r = sh.read_shard(state.shard_path(j))
+        else:
+            while j not in pending:
+                r = next(computed)
+                if state is not None:
+                    state.mark(r.index, *sh.write_shard(run_dir, r))
+                pending[r.index] = r
+            r = pending.pop(j)
+        total.merge(r.partial)
+        no_face, skipped = no_face + r.no_face, skipped + r.skipped_nan
+        samples.extend(r.no_face_samples[: NO_FACE_SAMPLES - len(samples)])
+    if total.n == 0:
+        raise GancheckError(f"none of the {len(c_idx)} samples could be described (no face or NaN); check --align or the generator's output")
+
+    m = total.sim_sum / total.n
+    scores = mccs(m, config.mccs_form)
+    modes = distinct_modes(worker.anchors, total.neighbors, scores, radius, config.top_k)
+    nearest = {i: (total.nn_index[i][total.nn_index[i] >= 0], total.nn_dist[i][total.nn_index[i] >= 0]) for i in modes}
+    if config.neighbors_k:
+        nearest.setdefault(0, (total.display_index[total.display_index >= 0], total.display_dist[total.display_index >= 0]))
+    a_missing = int((a_ok & ~a_found).sum())
+    rows = [convergence_row(n, s / n, nb, config.mccs_form) for _, n, s, nb in total.snapshots if n > 0]
     return AuditResult(
         config=config, theta=theta, radius=radius,
-        anchor_index=a_idx[usable], anchor_vectors=a_vec[usable],
-        m=res["m"], scores=scores, neighbors=res["neighbors"], n_samples=res["n"],
-        modes=modes, nearest=nearest, radii=res["radii"], radial=res["radial"],
-        convergence=[convergence_row(n, m, nr, config.mccs_form) for n, m, nr in acc.snapshots + [(res["n"], res["m"], res["neighbors"])]],
-        no_face={"policy": config.no_face, "count": int(no_face_count + (~a_found).sum()), "rate": float((no_face_count + (~a_found).sum()) / total),
-                 "collection_count": int(no_face_count), "anchor_count": int((~a_found).sum())},
+        anchor_index=a_idx[usable], anchor_vectors=worker.anchors,
+        m=m, scores=scores, neighbors=total.neighbors, n_samples=total.n,
+        modes=modes, nearest=nearest, radii=np.linspace(0.0, max(theta, radius), RADIAL_BINS + 1)[1:], radial=total.radial,
+        convergence=rows + [convergence_row(total.n, m, total.neighbors, config.mccs_form)],
+        no_face={"policy": config.no_face, "count": no_face + a_missing, "rate": (no_face + a_missing) / (len(c_idx) + len(a_idx)),
+                 "collection_count": no_face, "anchor_count": a_missing},
+        skipped_nan=skipped + int((~a_ok).sum()),
         no_face_samples=samples,
     )
+
+
+def _anchors(worker, a_idx, run_dir, state, on_batch):
+    """Anchor embeddings, from the run's checkpoint when resuming."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from gancheck.provenance import file_sha256
+
+    path = None if run_dir is None else Path(run_dir) / "shards" / "anchors.parquet"
+    if state is not None and -1 in state.done:  # State.load verified its checksum
+        t = pq.read_table(path)
+        vec = t.column("embedding").combine_chunks()
+        on_batch(len(a_idx))
+        return (vec.values.to_numpy().reshape(len(vec), vec.type.list_size), t.column("found").to_numpy(), t.column("ok").to_numpy())
+    vec, found, ok = worker.embed_all(a_idx, on_batch)
+    if path is not None:
+        from gancheck.shards import _fixed
+
+        path.parent.mkdir(exist_ok=True)
+        tmp = path.with_name(".anchors.parquet.tmp")
+        pq.write_table(pa.table({"sample_index": a_idx, "embedding": _fixed(vec.astype(np.float32)), "found": found, "ok": ok}), tmp)
+        os.replace(tmp, path)
+        state.mark(-1, "anchors.parquet", file_sha256(path))
+    return vec, found, ok
+
+
+def run_size(m: int, dim: int, config: AuditConfig) -> int:
+    """Upper estimate of a finished run directory's bytes (latents are never stored: they are
+    reproducible from the seed)."""
+    shards = -(-config.n // config.shard_size)
+    per_anchor = 8 + 8 + 8 * RADIAL_BINS + 16 * config.neighbors_k  # sums, counts, radial, nearest
+    snapshots = len(convergence_grid(config.n)) * m * 16
+    tables = m * (4 * dim + 8 * RADIAL_BINS + 40) * 2  # anchors.parquet and its checkpoint
+    embeddings = 2 * config.n * (4 * dim + 8) if config.save_embeddings else 0  # shards + combined file
+    return shards * m * per_anchor + snapshots + tables + embeddings
+
+
+def fingerprint(config: AuditConfig, theta: float, radius: float, source, embedder) -> dict:
+    """Everything a run's numbers depend on; a resumed run must match it exactly."""
+    keep = {k: v for k, v in asdict(config).items() if k not in ("batch_size", "chunk_size", "backend", "executor", "workers", "ray_address", "retries")}
+    return json.loads(json.dumps(dict(keep, theta=theta, radius=radius, generator=source.describe(), embedder=embedder.describe()), default=str))
 
 
 def convergence_grid(n: int) -> list[int]:
@@ -194,6 +265,7 @@ def summary(result: AuditResult) -> dict:
         "worst_mode": worst,
         "modes": [mode(i, r + 1) for r, i in enumerate(result.modes)],
         "no_face": result.no_face,
+        "skipped_nan": result.skipped_nan,
         "config": asdict(result.config),
     }
 

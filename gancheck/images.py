@@ -55,19 +55,22 @@ class OutputFormat:
             raise GancheckError(f"--range must be one of {', '.join(RANGES)}, got {self.value_range!r}")
 
     def resolve(self, probe) -> "OutputFormat":
-        probe = check_raw(to_numpy(probe), first_index=None)
+        probe = check_raw(to_numpy(probe), first_index=None, allow_nan=False)
         layout = detect_layout(probe) if self.layout == "auto" else self.layout
         value_range = detect_range(probe) if self.value_range == "auto" else self.value_range
         return OutputFormat(layout, value_range)
 
-    def convert(self, raw, first_index: int | None = None) -> np.ndarray:
-        """Raw output batch -> float32 (N, H, W, 3) in [0, 1]."""
-        x = check_raw(to_numpy(raw), first_index)
+    def convert(self, raw, first_index: int | None = None, allow_nan: bool = False) -> np.ndarray:
+        """Raw output batch -> float32 (N, H, W, 3) in [0, 1]. With ``allow_nan`` an image holding
+        NaN or Inf comes back all NaN (for the caller to skip and count) instead of an error."""
+        x = check_raw(to_numpy(raw), first_index, allow_nan)
         if x.ndim == 3:
             x = x[..., None]
         elif self.layout == "nchw":
             x = x.transpose(0, 2, 3, 1)
-        x = x.astype(np.float32, copy=False)
+        x = x.astype(np.float32, copy=True)
+        if allow_nan:
+            x[~np.isfinite(x.reshape(len(x), -1)).all(axis=1)] = np.nan
         lo, hi = {"-1,1": (-1.0, 1.0), "0,1": (0.0, 1.0), "0,255": (0.0, 255.0)}[self.value_range]
         x = np.clip((x - lo) / (hi - lo), 0.0, 1.0)
         channels = x.shape[-1]
@@ -88,14 +91,15 @@ class OutputFormat:
         return {"layout": self.layout, "range": self.value_range}
 
 
-def check_raw(x: np.ndarray, first_index: int | None) -> np.ndarray:
+def check_raw(x: np.ndarray, first_index: int | None, allow_nan: bool = False) -> np.ndarray:
     if x.ndim not in (3, 4):
         raise GancheckError(f"generator output has rank {x.ndim} (shape {x.shape}); expected an image batch of rank 4 (N, C, H, W) or (N, H, W, C)")
-    if x.dtype.kind == "f":
+    if x.dtype.kind == "f" and not allow_nan:
         bad = ~np.isfinite(x.reshape(len(x), -1)).all(axis=1)
         if bad.any():
             where = f"sample {first_index + int(np.flatnonzero(bad)[0])}" if first_index is not None else "the probe batch"
-            raise GancheckError(f"generator output contains NaN or Inf ({where}, {int(bad.sum())} of {len(x)} images in the batch); the model is broken for these latents")
+            raise GancheckError(f"generator output contains NaN or Inf ({where}, {int(bad.sum())} of {len(x)} images in the batch); "
+                                "fix the model, or pass --on-nan skip to skip and count such samples")
     return x
 
 

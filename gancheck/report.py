@@ -38,13 +38,24 @@ def write_json(path: Path, obj) -> None:
     atomic_write(path, json.dumps(obj, indent=2, allow_nan=False) + "\n")
 
 
-def prepare_run_dir(out: str | Path, overwrite: bool = False) -> Path:
-    """Create ``out``; refuse to write into a directory that already holds a run."""
+def prepare_run_dir(out: str | Path, overwrite: bool = False, resume: bool = False) -> Path:
+    """Create ``out``; refuse to write into a directory that already holds a run, unless it is
+    to be replaced (``overwrite``) or continued (``resume``)."""
+    import shutil
+
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise GancheckError(f"--out {out} is a file, not a directory; choose another path")
-    if any((out / f).exists() for f in _RUN_FILES) and not overwrite:
-        raise GancheckError(f"{out} already holds a run; choose another --out or pass --overwrite to replace it")
+    holds_run = any((out / f).exists() for f in _RUN_FILES + ("state.json",))
+    if resume and not holds_run:
+        raise GancheckError(f"nothing to resume in {out}: it holds no run; drop --resume to start one")
+    if holds_run and not (overwrite or resume):
+        raise GancheckError(f"{out} already holds a run; continue it with --resume, replace it with --overwrite, or choose another --out")
+    if holds_run and overwrite and not resume:
+        for name in ("shards", "no_face"):
+            shutil.rmtree(out / name, ignore_errors=True)
+        for name in _RUN_FILES + ("state.json", "embeddings.parquet"):
+            (out / name).unlink(missing_ok=True)
     try:
         out.mkdir(parents=True, exist_ok=True)
         probe = out / ".gancheck-write-test"
@@ -71,27 +82,21 @@ def _vectors_column(vectors: np.ndarray):
     return pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1)), vectors.shape[1])
 
 
-class EmbeddingWriter:
-    """Streams the collection's embeddings to ``embeddings.parquet`` (sample_index, embedding)."""
+def combine_embeddings(out: Path) -> None:
+    """Concatenate the shards' embeddings, in shard order, into ``embeddings.parquet``."""
+    import pyarrow.parquet as pq
 
-    def __init__(self, out: Path):
-        self.path = Path(out) / "embeddings.parquet"
-        self.tmp = self.path.with_name(".embeddings.parquet.tmp")
-        self.writer = None
-
-    def __call__(self, indices: np.ndarray, vectors: np.ndarray) -> None:
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
-        table = pa.table({"sample_index": pa.array(indices, pa.int64()), "embedding": _vectors_column(vectors)})
-        if self.writer is None:
-            self.writer = pq.ParquetWriter(self.tmp, table.schema)
-        self.writer.write_table(table)
-
-    def close(self) -> None:
-        if self.writer is not None:
-            self.writer.close()
-            os.replace(self.tmp, self.path)
+    files = sorted((Path(out) / "shards").glob("emb-*.parquet"))
+    if not files:
+        return
+    tmp = Path(out) / ".embeddings.parquet.tmp"
+    writer = None
+    for f in files:
+        table = pq.read_table(f)
+        writer = writer or pq.ParquetWriter(tmp, table.schema)
+        writer.write_table(table)
+    writer.close()
+    os.replace(tmp, Path(out) / "embeddings.parquet")
 
 
 def base_manifest(source, embedder, config_dict: dict, argv: list[str] | None = None) -> dict:

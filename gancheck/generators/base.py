@@ -42,6 +42,8 @@ class Source(ABC):
     #: constructor keyword options this kind understands (the CLI passes only these)
     options: tuple[str, ...] = ()
     latent_prior: LatentPrior | None = None
+    #: set by the pipeline: NaN images come back as NaN (skipped and counted) instead of an error
+    allow_nan: bool = False
 
     @classmethod
     @abstractmethod
@@ -94,7 +96,7 @@ class LatentSource(Source):
         out = []
         for start in range(0, len(indices), self.batch_size):
             part = indices[start : start + self.batch_size]
-            out.append(self.format.convert(self.generate(self.latents(part)), first_index=int(part[0])))
+            out.append(self.format.convert(self.generate(self.latents(part)), first_index=int(part[0]), allow_nan=self.allow_nan))
         return np.concatenate(out) if out else np.zeros((0, 1, 1, 3), np.float32)
 
     def describe(self) -> dict:
