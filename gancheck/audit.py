@@ -140,7 +140,11 @@ def run_audit(source, embedder, config: AuditConfig, progress: Progress | None =
             while j not in pending:
                 r = next(computed)
                 if state is not None:
-                    state.mark(r.index, *sh.write_shard(run_dir, r))
+                    try:
+                        state.mark(r.index, *sh.write_shard(run_dir, r))
+                    except OSError as exc:
+                        raise GancheckError(f"cannot write shard {r.index} to {run_dir} ({exc.strerror or exc}); free disk space or fix "
+                                            f"permissions, then rerun with --resume ({len(state.done)} finished checkpoints are kept)") from None
                 pending[r.index] = r
             r = pending.pop(j)
         total.merge(r.partial)

@@ -39,6 +39,8 @@ def handle_errors(fn):
             raise typer.Exit(130)
         except MemoryError:
             fail("out of memory; lower --batch-size or --chunk-size")
+        except OSError as exc:  # a full disk or a vanished directory while writing results
+            fail(f"{exc.strerror or exc}: {exc.filename or ''}; files already written are intact, fix the cause and rerun (with --resume for an audit)")
 
     return wrapper
 
@@ -251,6 +253,7 @@ def _audit_defaults(exclude: set) -> dict:
 
 
 # Commands defined in their own modules register here, one line each.
+from gancheck import report_cli  # noqa: E402,F401  (report, compare)
 
 
 def main():

@@ -40,15 +40,13 @@ def write_json(path: Path, obj) -> None:
 
 def prepare_run_dir(out: str | Path, overwrite: bool = False, resume: bool = False) -> Path:
     """Create ``out``; refuse to write into a directory that already holds a run, unless it is
-    to be replaced (``overwrite``) or continued (``resume``)."""
+    to be replaced (``overwrite``) or continued (``resume``; with nothing to continue, it starts)."""
     import shutil
 
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise GancheckError(f"--out {out} is a file, not a directory; choose another path")
     holds_run = any((out / f).exists() for f in _RUN_FILES + ("state.json",))
-    if resume and not holds_run:
-        raise GancheckError(f"nothing to resume in {out}: it holds no run; drop --resume to start one")
     if holds_run and not (overwrite or resume):
         raise GancheckError(f"{out} already holds a run; continue it with --resume, replace it with --overwrite, or choose another --out")
     if holds_run and overwrite and not resume:

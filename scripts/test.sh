@@ -4,6 +4,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python -m pip install -q torch==2.13.0
-python -m pip install -q -e ".[test,faces,torch]"
+python -m pip install -q -e ".[test,faces,torch,ray]"
 python -m pip install -q --no-deps gan-face-generate
 python -m pytest -q tests
