@@ -483,7 +483,8 @@ def verdict(report: dict) -> tuple[str, str, list[str]]:
         if failed:
             headline = f"FAIL: {len(failed)} of {len(gates)} release gates crossed ({', '.join(g['gate'] for g in failed)})"
             return "fail", headline, lines
-        return ("warn" if collapsed else "pass"), f"PASS: all {len(gates)} release gates hold" + (" (but see the collapse below)" if collapsed else ""), lines
+        held = "the release gate holds" if len(gates) == 1 else f"all {len(gates)} release gates hold"
+        return ("warn" if collapsed else "pass"), f"PASS: {held}" + (", but the generator collapses (see below)" if collapsed else ""), lines
     if collapsed:
         return "warn", "Collapse detected (no release gates were set)", lines
     return "pass", "No significant collapse detected (no release gates were set)", lines

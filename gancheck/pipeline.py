@@ -118,9 +118,14 @@ class Worker:
                                   keep_neighbors=self.config.neighbors_k, checkpoints=checkpoints)
         result = ShardResult(j, acc.part)
         kept = [] if self.config.save_embeddings else None
+        pending, waiting = [], 0  # batches gathered into whole statistics tiles
         for idx, vec, found, ok, images in self.stream(indices):
             use = ok & (found | self.keep_no_face)
-            acc.update(vec[use], idx[use])
+            pending.append((idx[use], vec[use]))
+            waiting += int(use.sum())
+            if waiting >= self.config.chunk_size:
+                acc.update(np.concatenate([p[1] for p in pending]), np.concatenate([p[0] for p in pending]))
+                pending, waiting = [], 0
             if kept is not None:
                 kept.append((idx[use], vec[use]))
             missing = np.flatnonzero(ok & ~found)
@@ -130,6 +135,8 @@ class Worker:
             result.no_face_samples.extend((int(idx[i]), images[i]) for i in missing[:room])
             if on_batch:
                 on_batch(len(idx))
+        if pending:
+            acc.update(np.concatenate([p[1] for p in pending]), np.concatenate([p[0] for p in pending]))
         acc.finish(end)
         if kept is not None:
             result.embeddings = (np.concatenate([k[0] for k in kept]), np.concatenate([k[1] for k in kept]))

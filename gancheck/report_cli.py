@@ -19,15 +19,31 @@ def report(
     before: Optional[Path] = typer.Option(None, "--before", help="Another run of the same generator (e.g. without --calibrator) to show side by side as 'before'."),
     reference: Optional[Path] = typer.Option(None, "--reference", help="A folder of real images: adds precision, recall, density, coverage and the Fréchet distance (computed now; report.json is not changed)."),
     out: Optional[Path] = typer.Option(None, "--out", help="Where to write the page (default: RUN_DIR/report.html)."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="Print nothing."),
+    fail_if: Optional[List[str]] = typer.Option(None, "--fail-if", help="Gate the run as `audit --fail-if` does, also on the report's confidence bounds, e.g. 'mccs.mean_ci_high>0.45'; exit 1 when one fails. Repeatable."),
+    junit: Optional[Path] = typer.Option(None, "--junit", help="Write JUnit XML here: one test case per --fail-if gate."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Print nothing but failed gates."),
 ):
-    """Re-render RUN_DIR/report.html: one self-contained page with the paper's figures for this run."""
-    from gancheck.html_report import enrich_report, write_html
+    """Re-render RUN_DIR/report.html (one self-contained page with the paper's figures) and optionally gate the run."""
+    from gancheck.gates import Gate, describe, evaluate
+    from gancheck.html_report import enrich_report, merge_report, write_html
+    from gancheck.junit import gate_cases, write_junit
+    from gancheck.report import load_report
 
-    extra = enrich_report(run_dir, reference_dir=reference) if reference is not None else None
+    gates = [Gate.parse(g) for g in fail_if or []]
+    extra = enrich_report(run_dir, reference_dir=reference)
+    results = evaluate(merge_report(load_report(run_dir), extra), gates) if gates else []
+    if gates:
+        extra["gates"] = results  # the page's verdict is against these gates
     path = write_html(run_dir, before=before, out=out, extra=extra)
+    if junit is not None:
+        write_junit(junit, "gancheck.report", gate_cases(results), {"run": Path(run_dir).resolve(), "report_html": path.resolve()})
     if not quiet:
         typer.echo(str(path))
+    for g in results:
+        if g["failed"] or not quiet:
+            typer.echo(describe(g), err=True)
+    if any(g["failed"] for g in results):
+        raise typer.Exit(EXIT_GATE)
 
 
 @app.command()
