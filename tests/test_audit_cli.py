@@ -57,17 +57,13 @@ def comparable(report):
     return report
 
 
-def test_report_does_not_depend_on_batch_or_chunk_size(planted_onnx, tmp_path):
-    reports = [audit_json(planted_onnx, tmp_path / f"b{b}c{c}", *SMALL, "--batch-size", b, "--chunk-size", c)
-               for b, c in [(256, 4096), (1, 4096), (7, 333), (256, 1000)]]
-    base = comparable(reports[0])
+def test_report_does_not_depend_on_batch_chunk_size_or_threads(planted_onnx, tmp_path):
+    runs = [("256", "4096", "2"), ("1", "4096", "2"), ("7", "333", "1"), ("256", "1000", "1")]
+    reports = [audit_json(planted_onnx, tmp_path / f"b{b}c{c}t{t}", *SMALL, "--batch-size", b, "--chunk-size", c, "--threads", t)
+               for b, c, t in runs]
+    assert reports[0]["modes"][0]["neighbors"] > 50  # a real collapse is being measured
     for other in reports[1:]:
-        other = comparable(other)
-        assert other["worst_mode"]["sample_index"] == base["worst_mode"]["sample_index"]
-        assert [m["sample_index"] for m in other["modes"]] == [m["sample_index"] for m in base["modes"]]
-        assert [m["neighbors"] for m in other["modes"]] == [m["neighbors"] for m in base["modes"]]
-        assert other["mccs"]["mean"] == pytest.approx(base["mccs"]["mean"], rel=1e-9)
-        assert other["mccs"]["std"] == pytest.approx(base["mccs"]["std"], rel=1e-9)
+        assert comparable(other) == comparable(reports[0])  # bitwise: every float and index
 
 
 def test_same_seed_same_report_other_seed_other_samples(planted_onnx, tmp_path):
