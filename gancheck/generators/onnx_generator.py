@@ -122,7 +122,7 @@ def fixed_input(name: str, value: np.ndarray, shape: list, batch: int) -> np.nda
     """One fixed ``--input`` value shaped for a batch: repeated along a batch axis when the input
     has one (symbolic first size), else broadcast to the declared shape."""
     if len(shape) == 0:
-        return value.reshape(-1)[0].reshape(())
+        return value.reshape(-1)[:1].reshape(())
     dims = [s if isinstance(s, int) else None for s in shape]
     if dims[0] is None or dims[0] == batch:
         dims[0] = batch

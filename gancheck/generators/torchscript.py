@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -59,7 +60,9 @@ class TorchScriptGenerator(LatentSource):
         self.torch = torch
         self.device = torch_device(torch, device)
         try:
-            self.module = torch.jit.load(str(self.path), map_location=self.device).eval()
+            with warnings.catch_warnings():  # torch >= 2.9 deprecates TorchScript but still loads it
+                warnings.simplefilter("ignore", DeprecationWarning)
+                self.module = torch.jit.load(str(self.path), map_location=self.device).eval()
         except Exception as exc:
             raise GancheckError(f"{self.path} is not a loadable TorchScript module ({str(exc).splitlines()[0][:160]}); save it with torch.jit.save") from None
         self.latent_prior = LatentPrior(latent_shape_of(self.module, latent_shape), prior, truncation)
