@@ -71,6 +71,14 @@ def merge_nearest(dist_a, index_a, dist_b, index_b):
     return np.take_along_axis(dist, order, axis=1), np.take_along_axis(index, order, axis=1)
 
 
+def _faiss_gpus() -> int:
+    try:
+        import faiss
+    except ImportError:
+        return 0
+    return faiss.get_num_gpus() if hasattr(faiss, "get_num_gpus") else 0
+
+
 class CollapseAccumulator:
     """Accumulates a :class:`Partial` from collection vectors given in any batching.
 
@@ -89,8 +97,10 @@ class CollapseAccumulator:
             from gancheck.errors import GancheckError
 
             raise GancheckError(f"--backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
-        # blas measured faster than faiss range search on CPU: see benchmarks/bench_engine.py
-        self.backend = "blas" if backend == "auto" else backend
+        # On CPU blas measured faster than faiss range search (benchmarks/bench_engine.py); with a
+        # faiss GPU build the screening product runs on the GPU.
+        self.gpu = backend in ("auto", "faiss") and _faiss_gpus() > 0
+        self.backend = "faiss" if self.gpu else ("blas" if backend == "auto" else backend)
         self.tile = int(tile)
         self.k = int(keep_neighbors)
         m = len(self.a32)
@@ -133,7 +143,12 @@ class CollapseAccumulator:
 
             index = faiss.IndexFlatIP(c32.shape[1])
             index.add(c32)
-            lims, _, cols = index.range_search(self.a32, self.cos_screen)
+            if self.gpu:  # GPU faiss has no range search: k-NN on the GPU, CPU fallback for crowded rows
+                from faiss.contrib.exhaustive_search import range_search_gpu
+
+                lims, _, cols = range_search_gpu(self.a32, self.cos_screen, faiss.index_cpu_to_all_gpus(index), c32)
+            else:
+                lims, _, cols = index.range_search(self.a32, self.cos_screen)
             rows = np.repeat(np.arange(len(self.a32)), np.diff(lims.astype(np.int64)))
             return rows, cols.astype(np.int64), None
         # Reused buffers: a fresh 100 MB array per tile costs page faults comparable to the product.
