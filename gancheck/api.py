@@ -47,7 +47,8 @@ def audit(generator: str, n: int = 10_000, anchors: int = 1_000, seed: int = 0, 
           out: str | Path | None = None, overwrite: bool = False, resume: bool = False, device: str = "auto",
           threads: int | None = None, gates: list[Gate | str] | None = None, progress=None,
           generator_options: dict | None = None, embedder_options: dict | None = None, argv: list[str] | None = None,
-          batch_size: int = 64, calibrator: str | Path | None = None, force: bool = False, log=None, **config) -> dict:
+          batch_size: int = 64, calibrator: str | Path | None = None, force: bool = False, log=None,
+          reference: str | Path | None = None, junit: str | Path | None = None, html: bool = True, **config) -> dict:
     """Audit ``generator`` and return the report dict (the content of report.json).
 
     ``config`` takes the remaining :class:`gancheck.audit.AuditConfig` fields (theta, radius,
@@ -55,7 +56,9 @@ def audit(generator: str, n: int = 10_000, anchors: int = 1_000, seed: int = 0, 
     workers, ray_address, save_embeddings). With ``out`` the run directory is written in
     checkpointed shards (``resume`` continues a killed run); ``gates`` (``"mccs.mean>0.45"``) are
     evaluated into ``report["gates"]``; ``log(message)`` receives notes such as the run directory's
-    expected size. ``calibrator`` audits the calibrated sampler of that file
+    expected size. ``reference`` (a folder of real images) adds precision, recall, density,
+    coverage and the Fréchet distance; ``junit`` writes one JUnit test case per gate; ``html``
+    writes report.html. ``calibrator`` audits the calibrated sampler of that file
     instead of the generator's prior (refused for another generator unless ``force``).
     """
     cfg = AuditConfig(n=n, anchors=anchors, seed=seed, batch_size=batch_size, **config)
@@ -85,13 +88,21 @@ def audit(generator: str, n: int = 10_000, anchors: int = 1_000, seed: int = 0, 
     if out is None:
         report = dict(summary(result), **extra)
     else:
+        from gancheck.html_report import enrich_report, merge_report, write_html
+
         if cfg.save_embeddings:
             combine_embeddings(out)
-        report = write_run(out, result, manifest, extra)
+        report = merge_report(write_run(out, result, manifest, extra), enrich_report(out, reference_dir=reference, device=device))
     if gates:
-        report["gates"] = evaluate(report, gates)
-        if out is not None:
-            write_json(out / "report.json", report)
+        report["gates"] = evaluate(report, gates)  # after enrichment, so confidence bounds can be gated
+    if out is not None:
+        write_json(out / "report.json", report)
+        if html:
+            write_html(out)
+    if junit:
+        from gancheck.junit import gate_cases, write_junit
+
+        write_junit(junit, "gancheck.audit", gate_cases(report.get("gates", [])), {"generator": str(generator)})
     return report
 
 

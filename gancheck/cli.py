@@ -121,6 +121,8 @@ def audit(
     embedder_opts: Optional[List[str]] = typer.Option(None, "--embedder-opt", help="Extra descriptor option KEY=VALUE (e.g. size=32 for pixel, input_size=112 for onnx). Repeatable."),
     no_face: str = typer.Option("exclude", "--no-face", help="Images where the descriptor finds no face: exclude them from C, or keep them as one 'no face' point."),
     save_embeddings: bool = typer.Option(False, "--save-embeddings", help="Also write the collection's embeddings to embeddings.parquet."),
+    reference: Optional[Path] = typer.Option(None, "--reference", help="Folder of real images: adds precision, recall, density, coverage and the Fréchet distance in descriptor space."),
+    junit: Optional[Path] = typer.Option(None, "--junit", help="Write JUnit XML with one test case per --fail-if gate, for CI systems."),
     resume: bool = typer.Option(False, "--resume", help="Continue a killed or failed run in --out from its finished shards (same settings required)."),
     shard_size: int = typer.Option(16384, "--shard-size", help="Samples per checkpointed shard of the collection."),
     on_nan: str = typer.Option("stop", "--on-nan", help="Generator images with NaN/Inf: stop with an error, or skip and count them."),
@@ -146,7 +148,7 @@ def audit(
             chunk_size=chunk_size, backend=backend, device=device, threads=threads, top_k=top_k, no_face=no_face,
             save_embeddings=save_embeddings, progress=on_progress, gates=gates, calibrator=calibrator, force=force,
             resume=resume, shard_size=shard_size, on_nan=on_nan, retries=retries, executor=executor, workers=workers,
-            ray_address=ray_address, log=(lambda msg: typer.echo(msg, err=True)) if show else None,
+            ray_address=ray_address, reference=reference, junit=junit, log=(lambda msg: typer.echo(msg, err=True)) if show else None,
             generator_options=dict(layout=layout, value_range=value_range, prior=prior, truncation=truncation,
                                    latent_input=latent_input, latent_shape=shape, inputs=parse_pairs(inputs, "--input")),
             embedder_options=dict(parse_pairs(embedder_opts, "--embedder-opt"), align=align,
@@ -225,7 +227,7 @@ def render_summary(report: dict, out: Path) -> None:
     console = Console()
     console.print(table)
     console.print(modes)
-    console.print(f"run directory: {out}")
+    console.print(f"run directory: {out}  (open {out / 'report.html'} to see the modes)")
 
 
 @app.command()
@@ -254,6 +256,7 @@ def _audit_defaults(exclude: set) -> dict:
 
 # Commands defined in their own modules register here, one line each.
 from gancheck import report_cli  # noqa: E402,F401  (report, compare)
+from gancheck.calibrate import cli as calibrate_cli  # noqa: E402,F401  (calibrate, sample)
 
 
 def main():

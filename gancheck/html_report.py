@@ -206,13 +206,15 @@ def sampling_change(conv: dict) -> dict:
 def reference_metrics(run: RunData, reference_dir: str | Path, device: str = "auto", batch_size: int = 64) -> dict:
     """Precision/recall/density/coverage and Fréchet distance of the run's anchors (generated,
     i.i.d.) against a folder of real images, all in the run's descriptor space."""
-    from gancheck.api import open_run
+    from gancheck.api import load_descriptor
     from gancheck.generators.folder import FolderSource
 
     ref = FolderSource(str(reference_dir))
     ref.prepare(0)
     pick = np.sort(ref.order[:MAX_REFERENCE])
-    _, _, embedder = open_run(run.path, device=device)
+    cfg = run.manifest.get("config", {})
+    # only the descriptor is needed: the generator file may be gone
+    embedder = load_descriptor(cfg.get("embedder", "pixel"), device=device, **cfg.get("embedder_options", {}))
     vectors, found = [], []
     for start in range(0, len(pick), batch_size):
         v, f = embedder.embed(ref.images(pick[start : start + batch_size]))
@@ -331,7 +333,7 @@ def plot_distribution(run: RunData, before: RunData | None = None) -> str:
     rng = np.random.default_rng(0)
     for i, ((label, r), colour) in enumerate(zip(sets, colours)):
         vals = r.mccs[np.isfinite(r.mccs)]
-        ax2.boxplot(vals, positions=[i], widths=0.5, vert=True, showfliers=False, patch_artist=True,
+        ax2.boxplot(vals, positions=[i], widths=0.5, showfliers=False, patch_artist=True,
                     boxprops={"facecolor": colour, "alpha": 0.35}, medianprops={"color": "black"})
         pts = rng.choice(vals, size=min(BOX_POINTS, len(vals)), replace=False)
         ax2.scatter(i + rng.uniform(-0.18, 0.18, len(pts)), pts, s=6, color=colour, alpha=0.7, zorder=3,
@@ -342,7 +344,7 @@ def plot_distribution(run: RunData, before: RunData | None = None) -> str:
     ax2.set_xticks(range(len(sets)), [s[0] for s in sets])
     ax2.set_ylabel(form)
     ax2.set_title("box plot (whiskers 1.5 IQR)")
-    ax2.legend(fontsize=7, frameon=True, framealpha=0.9, loc="center right")
+    ax2.legend(fontsize=7, frameon=False, loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=2)
     return _figure_uri(fig)
 
 
@@ -410,7 +412,7 @@ def plot_ripley(run: RunData, rip: dict) -> str:
     ax1.set_xlabel("radius (normalised angular distance, Eq. 4)")
     ax1.set_ylabel("K(radius): fraction of |C| within radius")
     ax1.set_title("K function around dense modes (collection)")
-    ax1.legend(fontsize=7, frameon=False)
+    ax1.legend(fontsize=7, frameon=True, framealpha=0.9, loc="center left")
     lo99, hi99 = rip["envelope99"]
     lo95, hi95 = rip["envelope95"]
     held = rip["held_out"]
@@ -506,7 +508,7 @@ table{border-collapse:collapse;font-size:13px;width:100%} td,th{padding:4px 8px;
 th{color:#5c6670;font-weight:600} td.n{text-align:right;font-variant-numeric:tabular-nums}
 .failed{color:#c0392b;font-weight:600}.passed{color:#27ae60;font-weight:600}
 .pair{display:flex;gap:20px;flex-wrap:wrap;justify-content:center}.pair figure{margin:0;text-align:center}
-figure img.plot{max-width:100%} figcaption{font-size:12px;color:#5c6670;margin-top:6px;max-width:600px}
+figure img.plot{max-width:100%} figcaption{font-size:12px;color:#5c6670;margin-top:6px;max-width:900px}
 .modes{display:grid;grid-template-columns:repeat(auto-fill,minmax(112px,1fr));gap:10px}
 .modes figure{margin:0;text-align:center;font-size:11px}.modes img{width:96px;height:96px;border-radius:4px;border:1px solid #ddd}
 .modes figure.w img{border:3px solid #c0392b}
@@ -618,7 +620,7 @@ def render_html(run: RunData, before: RunData | None = None, extra: dict | None 
             mosaic = neighbour_mosaic(images[int(s)], [images[int(i)] for i in idx[:80]], colour)
             far = f", farthest shown at d = {dist[:80].max():.3f}" if len(dist) else ""
             within = "" if s == display else f" (neighbours found within max(theta, r) = {max(rep['theta'], rep['radius']):.3g})"
-            figs.append(f"<figure><img src='{_png(mosaic)}' alt='{_e(label)}' width='{mosaic.width}'><figcaption><b>{_e(label)}</b>, sample {s}: "
+            figs.append(f"<figure style='width:{mosaic.width}px'><img src='{_png(mosaic)}' alt='{_e(label)}' width='{mosaic.width}'><figcaption><b>{_e(label)}</b>, sample {s}: "
                         f"MCCS {_e(_num(mccs_value))}; its {min(len(idx), 80)} nearest samples of C spiral outwards by distance{_e(within)}{_e(far)}.</figcaption></figure>")
         parts.append("<div class='pair'>" + "".join(figs) + "</div>")
         parts.append("<p class='note'>Images are regenerated from (seed, sample index). A collapsed mode is surrounded by near-copies of itself; a random anchor's neighbours differ.</p>")

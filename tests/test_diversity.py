@@ -120,6 +120,8 @@ def test_support_size_without_collisions_gives_only_a_lower_bound():
     assert out["estimate"] is None
     # P(0 events) = 0.05 at lam = -ln 0.05 = 2.9957
     assert out["lower"] == pytest.approx(1000 / 2.995732, rel=1e-4)
+    # one collision: lam with P(X <= 1) = 0.05 is chi2(0.95, 4 dof) / 2 = 4.743865
+    assert diversity.poisson_upper(1) == pytest.approx(4.743865, rel=1e-5)
 
 
 def test_wilson_interval_equals_hand_values():
