@@ -40,39 +40,49 @@ def frames(n: int, size: int) -> np.ndarray:
     return np.clip(base[None] * gain, 0, 1)
 
 
-def timed(fn, repeats: int = 2) -> float:
-    """Best wall time of ``repeats`` calls after one warm-up call (pool start, session warm-up)."""
-    fn()
-    best = float("inf")
-    for _ in range(repeats):
-        t = time.perf_counter()
+def timed(fns: dict, rounds: int = 3) -> dict[str, float]:
+    """Best wall time of each call over ``rounds``, after one warm-up call each (pool start, session
+    warm-up). The calls take turns within a round so that load from other processes on the machine
+    weighs on all of them alike."""
+    for fn in fns.values():
         fn()
-        best = min(best, time.perf_counter() - t)
+    best = {name: float("inf") for name in fns}
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            t = time.perf_counter()
+            fn()
+            best[name] = min(best[name], time.perf_counter() - t)
     return best
 
 
-def report(name: str, n: int, bare: float, paths: dict[str, float | str]) -> None:
+def report(name: str, n: int, bare: float, paths: dict[str, float | str], alone: dict[str, float]) -> None:
+    """One line per path: throughput, end-to-end overhead over the bare call, and the preprocessing's
+    own time as a share of the bare call (timed separately, so it does not drown in machine noise)."""
     print(f"{name:<12} bare model call      {n / bare:8.1f} img/s")
     for path, t in paths.items():
         if isinstance(t, str):
             print(f"{name:<12} {path:<20} skipped: {t}")
-        else:
-            print(f"{name:<12} {path:<20} {n / t:8.1f} img/s   preprocessing overhead {100 * (t / bare - 1):+6.1f}%")
+            continue
+        share = f"   preprocessing alone {100 * alone[path] / bare:5.1f}% of the bare call" if path in alone else ""
+        print(f"{name:<12} {path:<20} {n / t:8.1f} img/s   end-to-end overhead {100 * (t / bare - 1):+6.1f}%{share}")
 
 
 def bench_dlib(x: np.ndarray, threads: int | None) -> None:
-    from embedders.dlib_resnet import CHIP_SIZE, CHIP_TEMPLATE, to_uint8
+    from embedders.dlib_resnet import CHIP_SIZE, CHIP_TEMPLATE, _Models, model_dir, to_uint8
     from embedders.face_align import fixed_crop
 
     fixed = load_embedder("dlib", align="fixed", threads=threads)
     detect = load_embedder("dlib", align="detect", threads=threads)
     chips = to_uint8(fixed_crop(x, CHIP_TEMPLATE, CHIP_SIZE))
-    bare = timed(lambda: fixed._run("chips", chips))
     found = detect.embed(x)[1].mean()
-    report(f"dlib ({fixed.workers}p)", len(x), bare, {
-        "fixed crop": timed(lambda: fixed.embed(x)),
-        f"detect ({100 * found:.0f}% found)": timed(lambda: detect.embed(x)),
-    })
+    detect_name = f"detect ({100 * found:.0f}% found)"
+    t = timed({"bare": lambda: fixed._run("chips", chips), "fixed crop": lambda: fixed.embed(x), detect_name: lambda: detect.embed(x)})
+    # Detection, landmarks and chip extraction run inside the workers, in parallel like the model.
+    models = _Models(model_dir())
+    alone = timed({"fixed crop": lambda: to_uint8(fixed_crop(x, CHIP_TEMPLATE, CHIP_SIZE)),
+                   detect_name: lambda: [models.find_chip(im) for im in to_uint8(x)]})
+    alone[detect_name] /= detect.workers
+    report(f"dlib ({fixed.workers}p)", len(x), t.pop("bare"), t, alone)
     fixed.close()
     detect.close()
 
@@ -101,6 +111,7 @@ def iresnet50_standin(path: Path) -> str:
             cin = cout
     layers += [nn.BatchNorm2d(512), nn.Flatten(), nn.Linear(512 * 7 * 7, 512), nn.BatchNorm1d(512)]
     net = nn.Sequential(*layers).eval()
+    path.parent.mkdir(parents=True, exist_ok=True)
     torch.onnx.export(net, (torch.zeros(2, 3, 112, 112),), str(path), input_names=["input.1"], output_names=["fc1"],
                       dynamic_axes={"input.1": {0: "N"}, "fc1": {0: "N"}}, opset_version=17, dynamo=False)
     return "stand-in: w600k_r50's IResNet-50 layout, random weights (no real pack found)"
@@ -122,17 +133,23 @@ def run_insightface(x: np.ndarray, threads: int | None, model_dir: str | None, n
     fixed = load_embedder("insightface", model_dir=model_dir, align="fixed", threads=threads)
     ready = fixed_crop(x, fixed.template, fixed.size, fixed.frame)  # bare: the network on ready-made crops
     x_norm = ((ready * 255.0 - fixed.rec.input_mean) / fixed.rec.input_std).transpose(0, 3, 1, 2).astype(np.float32)
-    bare = timed(lambda: [fixed.rec.session.run(fixed.rec.output_names, {fixed.rec.input_name: x_norm[i : i + 64]})
-                          for i in range(0, len(x_norm), 64)])
-    paths: dict[str, float | str] = {"fixed crop": timed(lambda: fixed.embed(x))}
+    calls = {
+        "bare": lambda: [fixed.rec.session.run(fixed.rec.output_names, {fixed.rec.input_name: x_norm[i : i + 64]})
+                         for i in range(0, len(x_norm), 64)],
+        "fixed crop": lambda: fixed.embed(x),
+    }
+    skipped = {}
     try:
         detect = load_embedder("insightface", model_dir=model_dir, align="detect", threads=threads)
         found = detect.embed(x)[1].mean()
-        paths[f"detect ({100 * found:.0f}% found)"] = timed(lambda: detect.embed(x))
+        calls[f"detect ({100 * found:.0f}% found)"] = lambda: detect.embed(x)
     except GancheckError as exc:
-        paths["detect"] = str(exc).split(" (also")[0]
+        skipped["detect"] = str(exc).split(" (also")[0]
+    t = timed(calls)
+    alone = timed({"fixed crop": lambda: (fixed_crop(x, fixed.template, fixed.size, fixed.frame) * 255.0 - fixed.rec.input_mean)
+                   .transpose(0, 3, 1, 2).astype(np.float32)})
     print(f"insightface: {note}")
-    report("insightface", len(x), bare, paths)
+    report("insightface", len(x), t.pop("bare"), {**t, **skipped}, alone)
 
 
 def main() -> None:
@@ -144,7 +161,7 @@ def main() -> None:
     parser.add_argument("--only", choices=["dlib", "insightface"], default=None)
     args = parser.parse_args()
     x = frames(args.n, args.size)
-    print(f"{args.n} frames of {args.size}x{args.size}; best of 2 timed calls after a warm-up")
+    print(f"{args.n} frames of {args.size}x{args.size}; best of 3 interleaved timed calls after a warm-up")
     if args.only in (None, "dlib"):
         bench_dlib(x, args.threads)
     if args.only in (None, "insightface"):

@@ -13,8 +13,10 @@ from gancheck.generators import load_generator
 from gancheck.report import base_manifest, combine_embeddings, prepare_run_dir, write_json, write_run
 
 
-def load_descriptor(spec: str, device: str = "auto", threads: int | None = None, **options):
-    """An embedder by name, given ``device``/``threads`` only when its constructor takes them."""
+def load_descriptor(spec: str, device: str = "auto", threads: int | None = None, model_dir: str | None = None, **options):
+    """An embedder by name. ``device``, ``threads`` and ``model_dir`` (GANCHECK_INSIGHTFACE_DIR may
+    be set whatever descriptor is asked for) go only to descriptors whose constructor takes them;
+    other options must be the descriptor's own."""
     from embedders import load_embedder
     from embedders.base import _REGISTRY
 
@@ -22,7 +24,8 @@ def load_descriptor(spec: str, device: str = "auto", threads: int | None = None,
     options = {k: v for k, v in options.items() if v is not None}
     if cls is not None:
         params = inspect.signature(cls.__init__).parameters
-        options.update({k: v for k, v in (("device", device), ("threads", threads)) if k in params and v is not None})
+        environment = {"device": device, "threads": threads, "model_dir": model_dir}
+        options.update({k: v for k, v in environment.items() if k in params and v is not None})
         if not any(p.kind == p.VAR_KEYWORD for p in params.values()):
             unknown = sorted(set(options) - set(params))
             if unknown:

@@ -116,7 +116,7 @@ def audit(
     latent_input: Optional[str] = typer.Option(None, "--latent-input", help="ONNX input that takes the latent (default: guessed from names and types)."),
     latent_shape: Optional[str] = typer.Option(None, "--latent-shape", help="Latent shape for TorchScript/callable generators, e.g. 512 or 100,1,1."),
     inputs: Optional[List[str]] = typer.Option(None, "--input", help="Fixed value for another generator input, NAME=VALUE (class label, truncation, noise mode). Repeatable."),
-    align: Optional[str] = typer.Option(None, "--align", help="Face descriptors: detect (detector + 5 landmarks) or fixed (pre-aligned crop)."),
+    align: Optional[str] = typer.Option(None, "--align", help="Face descriptors: detect (detector + 5 landmarks) or fixed (pre-aligned crop; ArcFace frame, or FFHQ/CelebA-HQ frame with --embedder-opt frame=ffhq)."),
     insightface_dir: Optional[Path] = typer.Option(None, "--insightface-dir", envvar="GANCHECK_INSIGHTFACE_DIR", help="Directory holding the InsightFace model pack (e.g. ~/.insightface/models)."),
     embedder_opts: Optional[List[str]] = typer.Option(None, "--embedder-opt", help="Extra descriptor option KEY=VALUE (e.g. size=32 for pixel, input_size=112 for onnx). Repeatable."),
     no_face: str = typer.Option("exclude", "--no-face", help="Images where the descriptor finds no face: exclude them from C, or keep them as one 'no face' point."),
@@ -255,6 +255,9 @@ def _audit_defaults(exclude: set) -> dict:
 
 
 # Commands defined in their own modules register here, one line each.
+from gancheck.thresholds import theta_command  # noqa: E402
+
+app.command("theta")(handle_errors(theta_command))
 from gancheck import report_cli  # noqa: E402,F401  (report, compare)
 from gancheck.calibrate import cli as calibrate_cli  # noqa: E402,F401  (calibrate, sample)
 

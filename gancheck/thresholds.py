@@ -14,7 +14,6 @@ converted to ``d = arccos(cos) / pi`` so that ``theta`` (Eq. 3) and the neighbou
 
 from __future__ import annotations
 
-import inspect
 import json
 from pathlib import Path
 from typing import Annotated, Optional
@@ -172,15 +171,9 @@ def embed_files(embedder, paths: list[Path]) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _build_embedder(spec: str, align: str | None, model_dir: Path | None, device: str, threads: int | None):
-    from embedders.base import _REGISTRY
     from gancheck.api import load_descriptor
 
-    options = {"align": align}
-    cls = _REGISTRY.get(spec.partition(":")[0])
-    # GANCHECK_INSIGHTFACE_DIR may be set while another descriptor is asked for: pass it only where it is taken.
-    if cls is not None and "model_dir" in inspect.signature(cls.__init__).parameters:
-        options["model_dir"] = str(model_dir) if model_dir else None
-    return load_descriptor(spec, device=device, threads=threads, **options)
+    return load_descriptor(spec, device=device, threads=threads, model_dir=str(model_dir) if model_dir else None, align=align)
 
 
 def estimate_from_folder(pairs_dir: Path, embedder) -> dict:

@@ -52,7 +52,7 @@ def test_exported_generator_matches_torch(face_dcgan_onnx):
             expected = net(torch.from_numpy(z)).numpy()
         assert got.shape == (n, 3, 64, 64)
         assert np.abs(got - expected).max() < 1e-4
-        assert got.min() >= -1 and got.max() <= 1
+        assert np.abs(got).max() <= 1 + 1e-6  # tanh output
 
 
 @pytest.mark.slow

@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# The main job on a fresh machine: install gancheck with the dlib face descriptor, export the real
+# DCGAN face generator shipped in PyPI gan-face-generate to ONNX, and audit it (a few minutes on
+# 2 CPU cores). torch==2.13.0 is the CPU build, needed only for the export.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+python -m pip install -q torch==2.13.0
+python -m pip install -q -e ".[faces,torch]"
+python -m pip install -q --no-deps gan-face-generate==1.1.1
+python examples/dcgan_digiface/export_onnx.py
+gancheck audit examples/dcgan_digiface/dcgan_digiface.onnx --embedder dlib --align fixed \
+    --n 3000 --anchors 1000 --seed 0 --out runs/dcgan_digiface --overwrite "$@"
