@@ -212,11 +212,15 @@ def render_summary(report: dict, out: Path) -> None:
     table.add_column("value", justify="right")
     fmt = lambda x: "inf" if x is None else f"{x:.4f}"  # noqa: E731
     table.add_row(f"MCCS mean (form: {report['mccs_form']}, {report['mccs_formula']})", fmt(report["mccs"]["mean"]))
+    if report["mccs"].get("mean_ci_low") is not None:
+        table.add_row("MCCS mean, 95% bootstrap interval", f"{fmt(report['mccs']['mean_ci_low'])} - {fmt(report['mccs']['mean_ci_high'])}")
     table.add_row("MCCS std (sample)", fmt(report["mccs"]["std"]))
     table.add_row("worst mode MCCS", fmt(w["mccs"]))
     table.add_row("worst mode neighbours within r", f"{w['neighbors']:,} ({100 * w['neighbor_fraction']:.2f}%)")
     table.add_row("worst mode sample index", str(w["sample_index"]))
     table.add_row("theta / r", f"{report['theta']:.4f} / {report['radius']:.4f}")
+    if report.get("skipped_nan"):
+        table.add_row("images skipped for NaN/Inf", f"{report['skipped_nan']:,}")
     if report.get("no_face", {}).get("count"):
         table.add_row("images with no face", f"{report['no_face']['count']:,} ({100 * report['no_face']['rate']:.1f}%, {report['no_face']['policy']}d)")
     modes = Table(title="distinct dense modes", title_justify="left")
