@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -94,7 +93,7 @@ def run_audit(source, embedder, config: AuditConfig, progress: Progress | None =
     ``config.executor == "ray"``.
     """
     from gancheck import shards as sh
-    from gancheck.engine import Partial
+    from gancheck.engine import Partial, radial_grid
     from gancheck.executors import shard_results
     from gancheck.pipeline import NO_FACE_SAMPLES, Worker
 
@@ -124,7 +123,7 @@ def run_audit(source, embedder, config: AuditConfig, progress: Progress | None =
     c_idx = source.collection_indices(config.n, config.anchors)
     parts = sh.plan(c_idx, config.shard_size)
     checkpoints = [int(c_idx[g]) for g in convergence_grid(len(c_idx))]
-    done = {j for j in state.done if j >= 0} if state else set()  # -1 is the anchors' checkpoint
+    done = {j for j in state.done if j != sh.ANCHORS} if state else set()
     todo = [j for j in range(len(parts)) if j not in done]
     on_batch = tick("samples", len(c_idx))
     if done:
@@ -165,7 +164,7 @@ def run_audit(source, embedder, config: AuditConfig, progress: Progress | None =
         config=config, theta=theta, radius=radius,
         anchor_index=a_idx[usable], anchor_vectors=worker.anchors,
         m=m, scores=scores, neighbors=total.neighbors, n_samples=total.n,
-        modes=modes, nearest=nearest, radii=np.linspace(0.0, max(theta, radius), RADIAL_BINS + 1)[1:], radial=total.radial,
+        modes=modes, nearest=nearest, radii=radial_grid(theta, radius, RADIAL_BINS), radial=total.radial,
         convergence=rows + [convergence_row(total.n, m, total.neighbors, config.mccs_form)],
         no_face={"policy": config.no_face, "count": no_face + a_missing, "rate": (no_face + a_missing) / (len(c_idx) + len(a_idx)),
                  "collection_count": no_face, "anchor_count": a_missing},
@@ -175,27 +174,15 @@ def run_audit(source, embedder, config: AuditConfig, progress: Progress | None =
 
 
 def _anchors(worker, a_idx, run_dir, state, on_batch):
-    """Anchor embeddings, from the run's checkpoint when resuming."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
+    """Anchor embeddings (vectors, found, ok), from the run's checkpoint when resuming."""
+    from gancheck import shards as sh
 
-    from gancheck.provenance import file_sha256
-
-    path = None if run_dir is None else Path(run_dir) / "shards" / "anchors.parquet"
-    if state is not None and -1 in state.done:  # State.load verified its checksum
-        t = pq.read_table(path)
-        vec = t.column("embedding").combine_chunks()
+    if state is not None and sh.ANCHORS in state.done:  # State.load verified its checksum
         on_batch(len(a_idx))
-        return (vec.values.to_numpy().reshape(len(vec), vec.type.list_size), t.column("found").to_numpy(), t.column("ok").to_numpy())
+        return sh.read_anchors(run_dir)
     vec, found, ok = worker.embed_all(a_idx, on_batch)
-    if path is not None:
-        from gancheck.shards import _fixed
-
-        path.parent.mkdir(exist_ok=True)
-        tmp = path.with_name(".anchors.parquet.tmp")
-        pq.write_table(pa.table({"sample_index": a_idx, "embedding": _fixed(vec.astype(np.float32)), "found": found, "ok": ok}), tmp)
-        os.replace(tmp, path)
-        state.mark(-1, "anchors.parquet", file_sha256(path))
+    if state is not None:
+        state.mark(sh.ANCHORS, *sh.write_anchors(run_dir, a_idx, vec, found, ok))
     return vec, found, ok
 
 

@@ -71,6 +71,11 @@ def merge_nearest(dist_a, index_a, dist_b, index_b):
     return np.take_along_axis(dist, order, axis=1), np.take_along_axis(index, order, axis=1)
 
 
+def radial_grid(theta: float, radius: float, bins: int) -> np.ndarray:
+    """Radii at which neighbours are counted (Ripley's K): ``bins`` steps up to max(theta, r)."""
+    return np.linspace(0.0, max(theta, radius), bins + 1)[1:]
+
+
 def _faiss_gpus() -> int:
     try:
         import faiss
@@ -106,7 +111,7 @@ class CollapseAccumulator:
         m = len(self.a32)
         self.display = display_anchor if (display_anchor is not None and m > 0 and self.k > 0) else None
         # Neighbour counts at a grid of radii up to the screening cut (for Ripley's K).
-        self.radii = np.linspace(0.0, max(theta, radius), radial_bins + 1)[1:]
+        self.radii = radial_grid(theta, radius, radial_bins)
         self.checkpoints = np.array(sorted(int(c) for c in checkpoints), dtype=np.int64)
         self.part = Partial.zeros(m, self.k, radial_bins)
         self._cp = 0  # checkpoints before this position are taken

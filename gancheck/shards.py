@@ -18,6 +18,8 @@ from gancheck.provenance import file_sha256
 
 STATE = "state.json"
 SHARD_DIR = "shards"
+#: The key of the anchors' checkpoint in state.json, beside the shard numbers.
+ANCHORS = -1
 
 
 @dataclass
@@ -82,6 +84,27 @@ def write_shard(run_dir: Path, result: ShardResult) -> tuple[str, str]:
         os.replace(emb_tmp, folder / f"emb-{result.index:06d}.parquet")
     os.replace(tmp, folder / name)
     return name, file_sha256(folder / name)
+
+
+def write_anchors(run_dir: Path, indices: np.ndarray, vectors: np.ndarray, found: np.ndarray, ok: np.ndarray) -> tuple[str, str]:
+    """Checkpoint the anchors' embeddings atomically; returns (file name, sha256)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    folder = Path(run_dir) / SHARD_DIR
+    folder.mkdir(exist_ok=True)
+    tmp = folder / ".anchors.parquet.tmp"
+    pq.write_table(pa.table({"sample_index": indices, "embedding": _fixed(np.asarray(vectors, np.float32)), "found": found, "ok": ok}), tmp)
+    os.replace(tmp, folder / "anchors.parquet")
+    return "anchors.parquet", file_sha256(folder / "anchors.parquet")
+
+
+def read_anchors(run_dir: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    import pyarrow.parquet as pq
+
+    t = pq.read_table(Path(run_dir) / SHARD_DIR / "anchors.parquet")
+    vec = t.column("embedding").combine_chunks()
+    return vec.values.to_numpy().reshape(len(vec), vec.type.list_size), t.column("found").to_numpy(), t.column("ok").to_numpy()
 
 
 def read_shard(path: Path) -> ShardResult:
