@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import json
-import os
 import sys
 from pathlib import Path
 from typing import List, Optional
@@ -135,7 +134,7 @@ def audit(
 ):
     """Audit a generator for intra-mode collapse: MCCS per anchor, its mean and spread, dense modes."""
     from gancheck import api
-    from gancheck.gates import Gate, describe, evaluate
+    from gancheck.gates import Gate, describe
 
     gates = [Gate.parse(g) for g in fail_if or []]
     set_threads(threads)

@@ -13,7 +13,6 @@ import base64
 import html
 import io
 import json
-import math
 from dataclasses import dataclass
 from pathlib import Path
 

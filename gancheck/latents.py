@@ -60,18 +60,22 @@ class LatentPrior:
     def from_dict(cls, d: dict) -> "LatentPrior":
         return cls(shape=tuple(int(s) for s in d["shape"]), kind=d.get("kind", "normal"), bound=float(d.get("bound", 2.0)))
 
-    def draw_block(self, seed: int, block: int) -> np.ndarray:
-        """All ``BLOCK`` latents of one block, float64 (BLOCK, dim)."""
-        rng = block_rng(seed, block)
+    def draw(self, rng: np.random.Generator, count: int) -> np.ndarray:
+        """``count`` float64 draws (count, dim) from ``rng`` (truncnormal: entries out of bounds are
+        redrawn, in C order, until none is left)."""
         if self.kind == "uniform":
-            return rng.uniform(-self.bound, self.bound, size=(BLOCK, self.dim))
-        z = rng.standard_normal((BLOCK, self.dim))
+            return rng.uniform(-self.bound, self.bound, size=(count, self.dim))
+        z = rng.standard_normal((count, self.dim))
         if self.kind == "truncnormal":
             bad = np.abs(z) > self.bound
             while bad.any():
                 z[bad] = rng.standard_normal(int(bad.sum()))
                 bad = np.abs(z) > self.bound
         return z
+
+    def draw_block(self, seed: int, block: int) -> np.ndarray:
+        """All ``BLOCK`` latents of one block, float64 (BLOCK, dim)."""
+        return self.draw(block_rng(seed, block), BLOCK)
 
     def sample(self, seed: int, indices) -> np.ndarray:
         """Latents for the given sample indices, float32 with shape (len(indices), *shape)."""

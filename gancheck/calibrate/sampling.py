@@ -33,20 +33,6 @@ def stream_rng(seed: int, block: int) -> np.random.Generator:
     return np.random.Generator(np.random.PCG64(np.random.SeedSequence([int(seed), int(block), STREAM_TAG])))
 
 
-def prior_rows(prior: LatentPrior, rng: np.random.Generator, count: int) -> np.ndarray:
-    """``count`` float64 draws (count, dim) of ``prior`` from ``rng``, by the same procedure as
-    :meth:`LatentPrior.draw_block` (truncnormal: redraw out-of-bound entries in C order)."""
-    if prior.kind == "uniform":
-        return rng.uniform(-prior.bound, prior.bound, size=(count, prior.dim))
-    z = rng.standard_normal((count, prior.dim))
-    if prior.kind == "truncnormal":
-        bad = np.abs(z) > prior.bound
-        while bad.any():
-            z[bad] = rng.standard_normal(int(bad.sum()))
-            bad = np.abs(z) > prior.bound
-    return z
-
-
 class CalibratedSampler:
     """``sample(seed, indices)`` like :class:`LatentPrior`, with each prior draw kept with
     probability ``acceptance(z)`` (z float64 (k, dim) -> (k,) in [0, 1]).
@@ -83,7 +69,7 @@ class CalibratedSampler:
         pending = np.arange(len(pos))
         for _ in range(MAX_ROUNDS):
             # The whole round is drawn whatever is requested, so each position's candidates are fixed.
-            z = prior_rows(self.prior, rng, STREAM_BLOCK)
+            z = self.prior.draw(rng, STREAM_BLOCK)
             u = rng.random(STREAM_BLOCK)
             cand = z[pos[pending]]
             a = np.asarray(self.acceptance(cand), dtype=np.float64)

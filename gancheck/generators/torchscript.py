@@ -32,7 +32,7 @@ def latent_shape_of(obj, given) -> tuple[int, ...]:
         value = getattr(obj, attr, None)
         if value is not None:
             return tuple(int(s) for s in np.atleast_1d(value))
-    raise GancheckError(f"cannot tell the latent size of the generator; pass --latent-shape (e.g. --latent-shape 512) or give it a latent_shape attribute")
+    raise GancheckError("cannot tell the latent size of the generator; pass --latent-shape (e.g. --latent-shape 512) or give it a latent_shape attribute")
 
 
 def torch_device(torch, device: str):
