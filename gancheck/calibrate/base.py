@@ -7,6 +7,7 @@ is registered under its ``--method`` name, fits itself from a :class:`FitData`, 
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Callable
 
@@ -38,7 +39,7 @@ def load_calibrator(path: str | Path) -> "Calibrator":
     return cal
 
 
-class Calibrator:
+class Calibrator(ABC):
     """A fitted calibrator: ``header`` (the file's JSON) and ``tensors`` (name -> array)."""
 
     method: str = ""
@@ -56,14 +57,14 @@ class Calibrator:
     # -- fitting ---------------------------------------------------------------------------------
 
     @classmethod
+    @abstractmethod
     def fit(cls, data, **options) -> tuple[dict, dict, dict]:
         """``(params, tensors, figures)`` fitted on a :class:`~gancheck.calibrate.fitdata.FitData`."""
-        raise NotImplementedError
 
     @classmethod
+    @abstractmethod
     def fit_acceptance(cls, data, tensors: dict, params: dict) -> np.ndarray:
         """(n,) a(z) of the fit samples, for the expected draws per kept sample."""
-        raise NotImplementedError
 
     # -- using -----------------------------------------------------------------------------------
 
