@@ -82,6 +82,23 @@ def set_threads(threads: int | None) -> None:
         pass
 
 
+# Options of every command that runs a generator.
+LAYOUT = typer.Option("auto", "--layout", help="Generator output layout: auto, nchw or nhwc.")
+VALUE_RANGE = typer.Option("auto", "--range", help="Generator output value range: auto, -1,1, 0,1 or 0,255.")
+PRIOR = typer.Option("normal", "--prior", help="Latent prior: normal, uniform (on [-t, t]) or truncnormal (|z| <= t).")
+TRUNCATION = typer.Option(2.0, "--truncation", help="The bound t of the uniform and truncnormal priors.")
+LATENT_INPUT = typer.Option(None, "--latent-input", help="ONNX input that takes the latent (default: guessed from names and types).")
+LATENT_SHAPE = typer.Option(None, "--latent-shape", help="Latent shape for TorchScript/callable generators, e.g. 512 or 100,1,1.")
+INPUTS = typer.Option(None, "--input", help="Fixed value for another generator input, NAME=VALUE (class label, truncation, noise mode). Repeatable.")
+
+
+def generator_options(layout, value_range, prior, truncation, latent_input, latent_shape, inputs) -> dict:
+    """The generator options above as ``load_generator`` keywords."""
+    shape = tuple(parse_count(s, "--latent-shape") for s in latent_shape.split(",")) if latent_shape else None
+    return dict(layout=layout, value_range=value_range, prior=prior, truncation=truncation, latent_input=latent_input,
+                latent_shape=shape, inputs=parse_pairs(inputs, "--input"))
+
+
 def interactive(quiet: bool) -> bool:
     return not quiet and sys.stdout.isatty()
 
@@ -108,13 +125,13 @@ def audit(
     threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for BLAS, FAISS and onnxruntime (default: all cores)."),
     fail_if: Optional[List[str]] = typer.Option(None, "--fail-if", help="Gate: exit 1 when a report value crosses a bound, e.g. 'mccs.mean>0.45' or 'worst_mode.neighbor_fraction>=0.02'. Repeatable."),
     top_k: int = typer.Option(24, "--top-k", help="How many distinct dense modes to list (an anchor within r of a listed mode is not a new mode)."),
-    layout: str = typer.Option("auto", "--layout", help="Generator output layout: auto, nchw or nhwc."),
-    value_range: str = typer.Option("auto", "--range", help="Generator output value range: auto, -1,1, 0,1 or 0,255."),
-    prior: str = typer.Option("normal", "--prior", help="Latent prior: normal, uniform (on [-t, t]) or truncnormal (|z| <= t)."),
-    truncation: float = typer.Option(2.0, "--truncation", help="The bound t of the uniform and truncnormal priors."),
-    latent_input: Optional[str] = typer.Option(None, "--latent-input", help="ONNX input that takes the latent (default: guessed from names and types)."),
-    latent_shape: Optional[str] = typer.Option(None, "--latent-shape", help="Latent shape for TorchScript/callable generators, e.g. 512 or 100,1,1."),
-    inputs: Optional[List[str]] = typer.Option(None, "--input", help="Fixed value for another generator input, NAME=VALUE (class label, truncation, noise mode). Repeatable."),
+    layout: str = LAYOUT,
+    value_range: str = VALUE_RANGE,
+    prior: str = PRIOR,
+    truncation: float = TRUNCATION,
+    latent_input: Optional[str] = LATENT_INPUT,
+    latent_shape: Optional[str] = LATENT_SHAPE,
+    inputs: Optional[List[str]] = INPUTS,
     align: Optional[str] = typer.Option(None, "--align", help="Face descriptors: detect (detector + 5 landmarks) or fixed (pre-aligned crop; ArcFace frame, or FFHQ/CelebA-HQ frame with --embedder-opt frame=ffhq)."),
     insightface_dir: Optional[Path] = typer.Option(None, "--insightface-dir", envvar="GANCHECK_INSIGHTFACE_DIR", help="Directory holding the InsightFace model pack (e.g. ~/.insightface/models)."),
     embedder_opts: Optional[List[str]] = typer.Option(None, "--embedder-opt", help="Extra descriptor option KEY=VALUE (e.g. size=32 for pixel, input_size=112 for onnx). Repeatable."),
@@ -139,7 +156,6 @@ def audit(
     gates = [Gate.parse(g) for g in fail_if or []]
     set_threads(threads)
     show = interactive(quiet) and not as_json
-    shape = tuple(parse_count(s, "--latent-shape") for s in latent_shape.split(",")) if latent_shape else None
     with progress_bar(show) as on_progress:
         report = api.audit(
             generator, n=parse_count(n, "--n"), anchors=parse_count(anchors, "--anchors"), seed=seed, embedder=embedder,
@@ -148,8 +164,7 @@ def audit(
             save_embeddings=save_embeddings, progress=on_progress, gates=gates, calibrator=calibrator, force=force,
             resume=resume, shard_size=shard_size, on_nan=on_nan, retries=retries, executor=executor, workers=workers,
             ray_address=ray_address, reference=reference, junit=junit, log=(lambda msg: typer.echo(msg, err=True)) if show else None,
-            generator_options=dict(layout=layout, value_range=value_range, prior=prior, truncation=truncation,
-                                   latent_input=latent_input, latent_shape=shape, inputs=parse_pairs(inputs, "--input")),
+            generator_options=generator_options(layout, value_range, prior, truncation, latent_input, latent_shape, inputs),
             embedder_options=dict(parse_pairs(embedder_opts, "--embedder-opt"), align=align,
                                   model_dir=str(insightface_dir) if insightface_dir else None),
             argv=sys.argv,

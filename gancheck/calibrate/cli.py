@@ -8,7 +8,8 @@ from typing import List, Optional
 
 import typer
 
-from gancheck.cli import EXIT_GATE, app, handle_errors, interactive, parse_count, parse_pairs, progress_bar, set_threads
+from gancheck.cli import (EXIT_GATE, INPUTS, LATENT_INPUT, LATENT_SHAPE, LAYOUT, PRIOR, TRUNCATION, VALUE_RANGE, app,
+                          generator_options, handle_errors, interactive, parse_count, progress_bar, set_threads)
 
 
 @app.command()
@@ -95,22 +96,20 @@ def sample(
     force: bool = typer.Option(False, "--force", help="Use --calibrator even though it was built for another generator."),
     batch_size: int = typer.Option(64, "--batch-size", help="Images generated per batch."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda: where the generator (and a rejection calibrator's descriptor) run."),
-    layout: str = typer.Option("auto", "--layout", help="Generator output layout: auto, nchw or nhwc."),
-    value_range: str = typer.Option("auto", "--range", help="Generator output value range: auto, -1,1, 0,1 or 0,255."),
-    prior: str = typer.Option("normal", "--prior", help="Latent prior: normal, uniform (on [-t, t]) or truncnormal (|z| <= t)."),
-    truncation: float = typer.Option(2.0, "--truncation", help="The bound t of the uniform and truncnormal priors."),
-    latent_input: Optional[str] = typer.Option(None, "--latent-input", help="ONNX input that takes the latent (default: guessed)."),
-    latent_shape: Optional[str] = typer.Option(None, "--latent-shape", help="Latent shape for TorchScript/callable generators, e.g. 512 or 100,1,1."),
-    inputs: Optional[List[str]] = typer.Option(None, "--input", help="Fixed value for another generator input, NAME=VALUE. Repeatable."),
+    layout: str = LAYOUT,
+    value_range: str = VALUE_RANGE,
+    prior: str = PRIOR,
+    truncation: float = TRUNCATION,
+    latent_input: Optional[str] = LATENT_INPUT,
+    latent_shape: Optional[str] = LATENT_SHAPE,
+    inputs: Optional[List[str]] = INPUTS,
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print nothing."),
 ):
     """Write a PNG grid of the generator's images, drawn through a calibrator when one is given."""
     from gancheck.calibrate.samples import sample_images, save_grid
 
-    shape = tuple(parse_count(s, "--latent-shape") for s in latent_shape.split(",")) if latent_shape else None
     images = sample_images(generator, n=parse_count(n, "--n"), seed=seed, calibrator=calibrator, force=force, device=device,
-                           batch_size=batch_size, layout=layout, value_range=value_range, prior=prior, truncation=truncation,
-                           latent_input=latent_input, latent_shape=shape, inputs=parse_pairs(inputs, "--input"))
+                           batch_size=batch_size, **generator_options(layout, value_range, prior, truncation, latent_input, latent_shape, inputs))
     path = save_grid(images, out, columns)
     if not quiet:
         typer.echo(f"{len(images)} images{' through ' + str(calibrator) if calibrator else ''}: {path}")
