@@ -23,8 +23,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from gancheck.engine import CollapseAccumulator  # noqa: E402
-from gancheck.stats import angular_distance, similarity  # noqa: E402
+from gancheck.engine.accumulator import CollapseAccumulator  # noqa: E402
+from gancheck.maths import angular_distance, similarity  # noqa: E402
 
 THETA, RADIUS, TILE = 0.3, 0.25, 4096
 

@@ -29,9 +29,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from gancheck.api import audit, build_source_and_embedder  # noqa: E402
-from gancheck.audit import AuditConfig  # noqa: E402
-from gancheck.demo import DEMO_MODEL  # noqa: E402
-from gancheck.engine import CollapseAccumulator  # noqa: E402
+from gancheck.run.audit import AuditConfig  # noqa: E402
+from gancheck.sources.planted import DEMO_MODEL  # noqa: E402
+from gancheck.engine.accumulator import CollapseAccumulator  # noqa: E402
 
 
 def stage_times(generator: str, embedder: str, n: int, anchors: int, batch: int) -> dict:

@@ -3,44 +3,45 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Callable
+import inspect
 
 import numpy as np
 
 from gancheck.errors import GancheckError
+from gancheck.registry import Registry
 
-_REGISTRY: dict[str, type["Embedder"]] = {}
-
-
-def register(name: str) -> Callable[[type["Embedder"]], type["Embedder"]]:
-    """Class decorator: make an :class:`Embedder` subclass loadable as ``name`` (or ``name:ARG``)."""
-
-    def deco(cls: type[Embedder]) -> type[Embedder]:
-        cls.name = name
-        _REGISTRY[name] = cls
-        return cls
-
-    return deco
+EMBEDDERS: Registry = Registry("identity descriptor")
+register = EMBEDDERS.register
 
 
 def available() -> list[str]:
-    return sorted(_REGISTRY)
+    return EMBEDDERS.names()
 
 
-def load_embedder(spec: str, **options) -> "Embedder":
+def load_embedder(spec: str, device: str = "auto", threads: int | None = None, model_dir: str | None = None, **options) -> "Embedder":
     """Build a descriptor from ``NAME`` or ``NAME:ARG`` (e.g. ``pixel``, ``onnx:model.onnx``).
 
     ``options`` are keyword arguments of that descriptor's constructor; ``None`` values are dropped
-    so that CLI flags left unset keep the descriptor's defaults.
+    so that CLI flags left unset keep the descriptor's defaults. ``device``, ``threads`` and
+    ``model_dir`` (GANCHECK_INSIGHTFACE_DIR may be set whatever descriptor is asked for) go only to
+    descriptors whose constructor takes them; any other option must be the descriptor's own.
     """
     name, _, arg = spec.partition(":")
-    if name not in _REGISTRY:
+    cls = EMBEDDERS.get(name)
+    if cls is None:
         raise GancheckError(
             f"unknown embedder {name!r}; choose one of: {', '.join(available())} "
             "(an ONNX descriptor is given as onnx:PATH)"
         )
     options = {k: v for k, v in options.items() if v is not None}
-    cls = _REGISTRY[name]
+    params = inspect.signature(cls.__init__).parameters
+    environment = {"device": device, "threads": threads, "model_dir": model_dir}
+    options.update({k: v for k, v in environment.items() if k in params and v is not None})
+    if not any(p.kind == p.VAR_KEYWORD for p in params.values()):
+        unknown = sorted(set(options) - set(params))
+        if unknown:
+            takes = ", ".join(p for p in params if p not in ("self", "path")) or "none"
+            raise GancheckError(f"embedder {cls.name!r} takes no option {', '.join(unknown)}; its options are: {takes}")
     return cls(arg, **options) if arg else cls(**options)
 
 

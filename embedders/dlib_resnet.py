@@ -26,7 +26,7 @@ import numpy as np
 from embedders.base import Embedder, l2_normalise, register
 from embedders.face_align import fixed_crop, FIXED_TEMPLATES
 from gancheck.errors import GancheckError
-from gancheck.thresholds import angular_distance_from_euclidean, radius_from_theta
+from gancheck.maths import angular_distance_from_euclidean, radius_from_theta
 
 MODEL_FILES = ("dlib_face_recognition_resnet_model_v1.dat", "shape_predictor_5_face_landmarks.dat")
 INSTALL_HINT = "pip install face-recognition-models dlib-bin"

@@ -26,8 +26,9 @@ import numpy as np
 from embedders.base import Embedder, l2_normalise, register
 from embedders.face_align import ARCFACE_112, FIXED_TEMPLATES, align_to_template, fixed_crop
 from gancheck.errors import GancheckError
-from gancheck.onnx_utils import open_session
-from gancheck.thresholds import angular_distance, radius_from_theta
+from gancheck.onnx_runtime import open_session
+from gancheck.maths import angular_distance, radius_from_theta
+from gancheck.defaults import BATCH_SIZE
 
 ENV_VAR = "GANCHECK_INSIGHTFACE_DIR"
 DEFAULT_DIR = Path("~/.insightface/models")
@@ -42,7 +43,7 @@ PACK_FILES = {
 #: Same identity at cosine similarity >= 0.4: InsightFace 2.1's own verification default
 #: (insightface/gui/core/constants.py DEFAULT_THRESHOLD, used by compare_embeddings).
 COSINE_THRESHOLD = 0.4
-BATCH = 64
+BATCH = BATCH_SIZE
 
 
 def pack_dirs(model_dir: str | Path | None, pack: str) -> list[Path]:

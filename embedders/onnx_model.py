@@ -9,7 +9,7 @@ import numpy as np
 from embedders.base import Embedder, l2_normalise, register
 from embedders.pixel import area_resize
 from gancheck.errors import GancheckError
-from gancheck.onnx_utils import open_session
+from gancheck.onnx_runtime import open_session
 
 
 @register("onnx")

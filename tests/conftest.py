@@ -12,7 +12,7 @@ PLANTED_FRACTION = 0.05
 @pytest.fixture(scope="session")
 def planted_onnx(tmp_path_factory):
     """A generator built by the test: 5% of latents (z[0] > t) map onto one image."""
-    from gancheck.demo import build_planted_generator
+    from gancheck.sources.planted import build_planted_generator
 
     return build_planted_generator(tmp_path_factory.mktemp("gen") / "planted.onnx", fraction=PLANTED_FRACTION)
 

@@ -7,8 +7,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from conftest import PLANTED_FRACTION, run_cli
-from gancheck.demo import build_planted_generator, in_planted_region
-from gancheck.latents import LatentPrior
+from gancheck.sources.planted import build_planted_generator, in_planted_region
+from gancheck.sources.latents import LatentPrior
 
 SMALL = ["--n", "3000", "--anchors", "300", "--quiet"]
 

@@ -9,8 +9,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from conftest import run_cli
-from gancheck.demo import build_planted_generator, in_planted_region
-from gancheck.latents import LatentPrior
+from gancheck.sources.planted import build_planted_generator, in_planted_region
+from gancheck.sources.latents import LatentPrior
 
 FRACTION = 0.15
 SEED = 3
@@ -128,7 +128,7 @@ def test_equal_gmm_weights_reproduce_the_prior(calibrations, tmp_path):
     from scipy import stats
 
     from gancheck.calibrate import load_calibrator
-    from gancheck.calibrate.fileformat import write_calibrator
+    from gancheck.calibrators.fileformat import write_calibrator
 
     _, path, _ = calibrations("gmm")
     fitted = load_calibrator(path)
@@ -147,7 +147,7 @@ def test_equal_gmm_weights_reproduce_the_prior(calibrations, tmp_path):
     assert coords > 1e-3 and norm > 1e-3, (coords, norm)
     coords_fitted, _ = p_values(fitted)
     assert coords_fitted < 1e-6
-    from gancheck.calibrate.sampling import CalibratedSampler
+    from gancheck.calibrators.sampling import CalibratedSampler
 
     counting = CalibratedSampler(equal.prior, equal.acceptance)
     counting.sample(11, np.arange(5000))
@@ -155,7 +155,7 @@ def test_equal_gmm_weights_reproduce_the_prior(calibrations, tmp_path):
 
 
 def test_tilt_has_no_division_by_zero_and_equal_fractions_give_equal_weights():
-    from gancheck.calibrate.gmm import dense_share, expected_draws, solve_tilt, tilt
+    from gancheck.calibrators.gmm import dense_share, expected_draws, solve_tilt, tilt
 
     mass = np.array([0.5, 0.3, 0.2, 0.0])  # the last cluster is empty
     fraction = np.array([0.0, 0.0, 0.6, 0.0])
@@ -196,7 +196,7 @@ def test_latents_depend_only_on_seed_and_index(calibrations):
 def test_high_dimensional_region_is_learned_and_literal_hull_is_exact_in_low_dimension():
     """At 512 dimensions a learned region finds a dense half-space; in 3 dimensions the paper's exact
     hull is offered, and a hull of in-region points never claims a point outside the region."""
-    from gancheck.calibrate.importance import fit_region, hull_facets, in_hull, precision_recall, split_of
+    from gancheck.calibrators.importance import fit_region, hull_facets, in_hull, precision_recall, split_of
 
     rng = np.random.default_rng(1)
     z = rng.standard_normal((20_000, 512))
@@ -226,7 +226,7 @@ def test_hull_region_is_refused_for_large_latents(planted_run, tmp_path):
 
 def test_modes_option_takes_the_top_distinct_modes(planted_run):
     from gancheck.calibrate.fitdata import load_fit_data
-    from gancheck.stats import angular_distance, normalise64
+    from gancheck.maths import angular_distance, normalise64
 
     data = load_fit_data(planted_run, modes=3)
     report = json.loads((planted_run / "report.json").read_text())
@@ -290,7 +290,7 @@ def test_calibrated_stream_draws_each_prior_kind_from_its_own_law(kind):
     """With a constant acceptance the calibrated stream is the prior itself, for every prior kind."""
     from scipy import stats
 
-    from gancheck.calibrate.sampling import CalibratedSampler
+    from gancheck.calibrators.sampling import CalibratedSampler
 
     prior = LatentPrior((4, 1, 1), kind, 1.5)
     sampler = CalibratedSampler(prior, lambda z: np.full(len(z), 0.5))

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from conftest import run_cli
-from gancheck.demo import build_planted_generator, in_planted_region
+from gancheck.sources.planted import build_planted_generator, in_planted_region
 
 FRACTION = 0.15
 SEED = 4

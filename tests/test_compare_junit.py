@@ -8,10 +8,10 @@ import pytest
 import xmlschema  # test extra: validation against the JUnit schema is the point of these tests
 
 from conftest import run_cli
-from gancheck.compare import ChangeGate, evaluate_changes, figure_changes
+from gancheck.analysis.compare import ChangeGate, evaluate_changes, figure_changes
 from gancheck.errors import GancheckError
-from gancheck.gates import Gate, evaluate
-from gancheck.junit import gate_cases, junit_xml, write_junit
+from gancheck.analysis.gates import Gate, evaluate
+from gancheck.render.junit import gate_cases, junit_xml, write_junit
 
 SCHEMA = xmlschema.XMLSchema(str(Path(__file__).parent / "data" / "junit.xsd"))
 SIZES = dict(n=1000, anchors=100)
@@ -21,7 +21,7 @@ SIZES = dict(n=1000, anchors=100)
 def runs(tmp_path_factory):
     """baseline and a same-quality rerun (5% collapse), a regression (25%), and a run with another MCCS form."""
     from gancheck import api
-    from gancheck.demo import build_planted_generator
+    from gancheck.sources.planted import build_planted_generator
 
     root = tmp_path_factory.mktemp("cmp")
     mild = build_planted_generator(root / "mild.onnx", fraction=0.05)
@@ -126,7 +126,7 @@ def test_pre_release_script_fails_the_job_on_a_crossed_gate(runs, tmp_path):
     import sys
 
     from conftest import ROOT
-    from gancheck.demo import build_planted_generator
+    from gancheck.sources.planted import build_planted_generator
 
     script = ROOT / "examples" / "ci" / "pre-release.sh"
     env = dict(os.environ, PYTHONPATH=str(ROOT), GANCHECK=f"{sys.executable} -m gancheck", GANCHECK_N="1000", GANCHECK_ANCHORS="100")

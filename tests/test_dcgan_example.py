@@ -60,7 +60,7 @@ def test_dlib_audit_of_the_dcgan_is_complete_and_its_worst_mode_is_a_face(face_d
     import onnxruntime as ort
 
     from embedders import load_embedder
-    from gancheck.latents import LatentPrior
+    from gancheck.sources.latents import LatentPrior
 
     run = tmp_path / "run"
     env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))

@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from gancheck import diversity, intervals
+from gancheck.analysis import diversity, intervals
 
 
 def circle(degrees):

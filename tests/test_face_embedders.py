@@ -17,7 +17,9 @@ import pytest
 from embedders import load_embedder
 from embedders.face_align import ARCFACE_112, fixed_crop, fixed_landmarks, umeyama, warp_affine
 from gancheck.errors import GancheckError
-from gancheck import thresholds as th
+from gancheck import maths
+from gancheck.analysis import thresholds as th
+from gancheck.cli.theta import theta_command
 
 pytest.importorskip("dlib")
 PHOTOS = Path(importlib.util.find_spec("insightface").submodule_search_locations[0]) / "data" / "images"
@@ -114,8 +116,8 @@ def test_euclidean_conversion_agrees_with_the_angle_between_vectors():
         ua = a / np.linalg.norm(a, axis=1, keepdims=True)
         ub = b / np.linalg.norm(b, axis=1, keepdims=True)
         e = np.linalg.norm(na * ua - nb * ub, axis=1)
-        np.testing.assert_allclose(th.angular_distance_from_euclidean(e, na, nb), th.pair_distances(ua, ub), atol=1e-9)
-    assert th.cosine_from_euclidean(0.6) == pytest.approx(1 - 0.36 / 2)
+        np.testing.assert_allclose(maths.angular_distance_from_euclidean(e, na, nb), maths.paired_distance(ua, ub), atol=1e-9)
+    assert maths.cosine_from_euclidean(0.6) == pytest.approx(1 - 0.36 / 2)
 
 
 def test_best_accuracy_threshold_lies_between_separated_classes():
@@ -148,14 +150,14 @@ def test_dlib_same_face_under_flip_crop_and_brightness_is_within_radius(face_dli
     variants = [a for x in face_people for a in augment(x)]
     vectors, vfound = face_dlib.embed(np.stack(variants))
     assert vfound.all()
-    d = th.pair_distances(np.repeat(originals, 5, axis=0), vectors)
+    d = maths.paired_distance(np.repeat(originals, 5, axis=0), vectors)
     assert d.max() < face_dlib.default_radius, d.round(3)
 
 
 def test_dlib_different_people_are_farther_than_theta(face_dlib, face_people):
     vectors, found = face_dlib.embed(face_people)
     assert found.all()
-    d = th.angular_distance(vectors @ vectors.T)[np.triu_indices(len(vectors), 1)]
+    d = maths.angular_distance(vectors @ vectors.T)[np.triu_indices(len(vectors), 1)]
     assert d.min() > face_dlib.default_theta, d.round(3)
 
 
@@ -178,7 +180,7 @@ def test_dlib_fixed_crop_agrees_with_detection_on_an_aligned_face(face_dlib):
     v_fixed, f_fixed = fixed.embed(tom)
     v_det, f_det = face_dlib.embed(tom)
     assert f_fixed.all() and f_det.all()
-    assert th.pair_distances(v_fixed, v_det)[0] < face_dlib.default_radius
+    assert maths.paired_distance(v_fixed, v_det)[0] < face_dlib.default_radius
 
 
 def test_dlib_results_do_not_depend_on_batching_or_workers(face_people):
@@ -295,7 +297,7 @@ def test_theta_command_estimates_from_a_folder_of_pairs(tmp_path, face_people, c
         save(tmp_path / "same" / f"p{i}", x, augment(x)[0])
         save(tmp_path / "different" / f"p{i}", x, face_people[(i + 1) % len(face_people)][:, ::-1])
     save(tmp_path / "same" / "noface", np.full((96, 96, 3), 0.5, np.float32), face_people[0])
-    th.theta_command(tmp_path, embedder="dlib", align="detect", insightface_dir=None, device="cpu", threads=1, as_json=True)
+    theta_command(tmp_path, embedder="dlib", align="detect", insightface_dir=None, device="cpu", threads=1, as_json=True)
     result = json.loads(capsys.readouterr().out)
     assert result["n_same"] == 7 and result["n_different"] == 7
     assert result["skipped_pairs_no_face"] == ["same/noface"]

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from gancheck.demo import build_planted_generator
+from gancheck.sources.planted import build_planted_generator
 from gancheck.errors import GancheckError
-from gancheck.generators import load_generator
+from gancheck.sources import load_generator
 from gancheck.images import OutputFormat
 
 
@@ -138,7 +138,7 @@ def test_image_folder_is_split_into_disjoint_anchors_and_collection(tmp_path):
 
 
 def test_uniform_and_truncated_priors_respect_their_bound():
-    from gancheck.latents import LatentPrior
+    from gancheck.sources.latents import LatentPrior
 
     for kind in ("uniform", "truncnormal"):
         z = LatentPrior((16,), kind, 1.5).sample(0, np.arange(5000))

@@ -64,8 +64,8 @@ def test_report_shows_verdict_figures_and_gates(run_dir, page):
 
 def test_report_before_after_and_reference_set(run_dir, planted_onnx, tmp_path):
     from gancheck import api
-    from gancheck.demo import build_planted_generator
-    from gancheck.html_report import enrich_report
+    from gancheck.sources.planted import build_planted_generator
+    from gancheck.render.html import enrich_report
 
     calm = build_planted_generator(tmp_path / "calm.onnx", fraction=0.01)
     api.audit(str(calm), n=2000, anchors=200, seed=1, out=tmp_path / "after")

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from gancheck import spatial
+from gancheck.analysis import spatial
 
 SIZES = dict(n=1000, anchors=200)
 
@@ -37,7 +37,7 @@ def test_neighbour_fractions_count_points_within_each_radius():
 
 
 def _worst_mode_p(run_dir):
-    from gancheck.html_report import load_run, ripley
+    from gancheck.render.html import load_run, ripley
 
     return ripley(load_run(run_dir))["p_value"]
 
@@ -52,7 +52,7 @@ def test_ripley_separates_a_planted_dense_mode(planted_onnx, tmp_path):
 
 def test_ripley_does_not_fire_without_a_dense_mode(tmp_path):
     from gancheck import api
-    from gancheck.demo import build_planted_generator
+    from gancheck.sources.planted import build_planted_generator
 
     # fraction 1e-9: the collapsed branch is never drawn in these runs.
     model = build_planted_generator(tmp_path / "none.onnx", fraction=1e-9)

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from gancheck.engine import CollapseAccumulator
-from gancheck.stats import (angular_distance, brute_force, distinct_modes, mccs, population_stats, similarity,
+from gancheck.engine.accumulator import CollapseAccumulator
+from gancheck.maths import (angular_distance, brute_force, distinct_modes, mccs, population_stats, similarity,
                             worst_mode)
 
 RTOL = 1e-5
@@ -16,7 +16,7 @@ def unit(x):
 
 
 def reference(anchors, collection, theta, radius, form="paper"):
-    """Eqs. 3-8 written out pair by pair in float64, independent of gancheck.stats."""
+    """Eqs. 3-8 written out pair by pair in float64, independent of gancheck.maths."""
     a = np.asarray(anchors, np.float64)
     c = np.asarray(collection, np.float64)
     a /= np.linalg.norm(a, axis=1, keepdims=True)

@@ -137,15 +137,15 @@ class FlakyEmbedder:
 
 
 def small_config(**kw):
-    from gancheck.audit import AuditConfig
+    from gancheck.run.config import AuditConfig
 
     return AuditConfig(n=3000, anchors=100, shard_size=1000, **kw)
 
 
 def test_descriptor_failure_is_retried_then_stops_with_a_message(planted_onnx):
-    from gancheck.audit import run_audit
+    from gancheck.run.audit import run_audit
     from gancheck.errors import GancheckError
-    from gancheck.generators import load_generator
+    from gancheck.sources import load_generator
 
     result = run_audit(load_generator(str(planted_onnx)), FlakyEmbedder(2), small_config(retries=2))
     assert result.n_samples == 3000
@@ -191,9 +191,9 @@ def test_unwritable_output_directory_is_a_clear_error(planted_onnx):
 
 def test_memory_holds_anchors_not_the_collection(planted_onnx):
     """The engine's state is sized by |A| (sums, kept neighbours), never by |C|."""
-    from gancheck.audit import run_audit
+    from gancheck.run.audit import run_audit
     from embedders.pixel import PixelEmbedder
-    from gancheck.generators import load_generator
+    from gancheck.sources import load_generator
 
     result = run_audit(load_generator(str(planted_onnx)), PixelEmbedder(), small_config(neighbors_k=8))
     assert result.radial.shape[0] == len(result.anchor_index) == result.m.shape[0]

@@ -19,8 +19,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from gancheck.latents import LatentPrior  # noqa: E402
-from gancheck.thresholds import angular_distance  # noqa: E402
+from gancheck.sources.latents import LatentPrior  # noqa: E402
+from gancheck.maths import angular_distance  # noqa: E402
 
 
 def generate(onnx_path: Path, seed: int, indices) -> np.ndarray:

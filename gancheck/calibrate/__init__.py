@@ -1,26 +1,25 @@
 """Calibration (Wu et al., section 3.2): change how latents are drawn so the dense modes found by
 an audit thin out, without touching the generator.
 
-    calibrate(run_dir, method)        fit on an audit run, write the calibrator file, prove it by re-audit
-    load_calibrator(path)             the file as a :class:`Calibrator`: ``.sample(seed, indices)``,
-                                      ``.bind(source)`` -> sampler, ``.wrap(source)`` -> calibrated source
-    calibrated_generator(gen, path)   a generator whose latents come from the calibrator
-    sample_images(gen, n, ...)        images of the (calibrated) generator, e.g. for a PNG grid
+    calibrate(run_dir, method)   fit on an audit run (:mod:`.fitdata`, :mod:`.build`), write the
+                                 calibrator file, prove it by a re-audit (:mod:`.proof`)
 
-Methods: ``gmm`` (Alg. 1, :mod:`.gmm`), ``is`` (Alg. 2, :mod:`.importance`), ``rejection``
-(descriptor space, :mod:`.rejection`). The file format is docs/calibrator-format.md.
+The methods themselves are plug-ins in :mod:`gancheck.calibrators` (``gmm``: Alg. 1, ``is``:
+Alg. 2, ``rejection``: descriptor space); the file format is docs/calibrator-format.md.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from gancheck.calibrate.base import METHODS, Calibrator, load_calibrator
-from gancheck.calibrate import gmm, importance, rejection  # noqa: E402,F401  (register the methods)
-from gancheck.calibrate.samples import calibrated_generator, image_grid, sample_images
+from gancheck.calibrate.build import build_calibrator
+from gancheck.calibrate.fitdata import load_fit_data
+from gancheck.calibrate.proof import prove
+from gancheck.calibrators import METHODS
 from gancheck.errors import GancheckError
+from gancheck.files import write_json
 
-__all__ = ["METHODS", "Calibrator", "load_calibrator", "calibrate", "calibrated_generator", "sample_images", "image_grid"]
+__all__ = ["calibrate"]
 
 
 def calibrate(run_dir: str | Path, method: str = "is", out: str | Path | None = None, modes: int = 1, r0: float | None = None,
@@ -30,13 +29,8 @@ def calibrate(run_dir: str | Path, method: str = "is", out: str | Path | None = 
     ``RUN_DIR/calibration-METHOD``) and return the before/after figures, also written there as
     calibration.json. ``options``: ``clusters``, ``max_draws`` (gmm), ``region`` (is).
     ``result["improved"]`` is False when the dense modes' share did not drop."""
-    from gancheck.calibrate.build import build_calibrator
-    from gancheck.calibrate.fitdata import load_fit_data
-    from gancheck.calibrate.proof import prove
-    from gancheck.report import write_json
-
     if method not in METHODS:
-        raise GancheckError(f"--method must be one of {', '.join(METHODS)}, got {method!r}")
+        raise GancheckError(f"--method must be one of {', '.join(METHODS.names())}, got {method!r}")
     run_dir = Path(run_dir)
     out = Path(out) if out is not None else run_dir / f"calibrator-{method}.safetensors"
     proof_dir = Path(proof_dir) if proof_dir is not None else run_dir / f"calibration-{method}"

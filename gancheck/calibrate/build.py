@@ -7,17 +7,17 @@ from pathlib import Path
 
 import numpy as np
 
-from gancheck.calibrate.base import METHODS
-from gancheck.calibrate.fileformat import FORMAT, FORMAT_VERSION, write_calibrator
+from gancheck.calibrators.base import METHODS
+from gancheck.calibrators.fileformat import FORMAT, FORMAT_VERSION, write_calibrator
 from gancheck.calibrate.fitdata import FitData
-from gancheck.calibrate.sampling import MAX_ROUNDS, STREAM_BLOCK, STREAM_TAG
+from gancheck.calibrators.sampling import MAX_ROUNDS, STREAM_BLOCK, STREAM_TAG
 from gancheck.errors import GancheckError
 
 
 def build_calibrator(data: FitData, method: str, out: str | Path, **options) -> dict:
     """Fit ``method`` on ``data``, write the calibrator file to ``out``; returns its header."""
     if method not in METHODS:
-        raise GancheckError(f"--method must be one of {', '.join(METHODS)}, got {method!r}")
+        raise GancheckError(f"--method must be one of {', '.join(METHODS.names())}, got {method!r}")
     cls = METHODS[method]
     params, tensors, figures = cls.fit(data, **options)
     accept = cls.fit_acceptance(data, tensors, params)
@@ -36,7 +36,7 @@ def build_calibrator(data: FitData, method: str, out: str | Path, **options) -> 
 
 
 def header_for(data: FitData, method: str, params: dict, figures: dict) -> dict:
-    from gancheck import __version__
+    from gancheck.version import __version__
 
     cfg, report = data.config, data.report
     gen = data.source.describe()

@@ -13,9 +13,14 @@ from pathlib import Path
 
 import numpy as np
 
+from gancheck.engine.accumulator import CollapseAccumulator
+from gancheck.engine.pipeline import Worker
 from gancheck.errors import GancheckError
-from gancheck.latents import LatentPrior
-from gancheck.stats import angular_distance, normalise64
+from gancheck.maths import pairwise_distance
+from gancheck.run.audit import _ticker
+from gancheck.run.config import AuditConfig
+from gancheck.run.directory import load_report, open_run
+from gancheck.sources.latents import LatentPrior
 
 
 @dataclass
@@ -69,17 +74,9 @@ class FitData:
         return self.config.get("no_face", "exclude")
 
 
-def mode_distances(vectors: np.ndarray, mode_vectors: np.ndarray) -> np.ndarray:
-    """Eq. (4) distance (n, M) between descriptor vectors and the dense modes' vectors."""
-    return angular_distance(normalise64(vectors) @ normalise64(mode_vectors).T)
-
-
 def load_fit_data(run_dir: str | Path, modes: int = 1, r0: float | None = None, device: str = "auto", progress=None) -> FitData:
     """Read an audit run and build its :class:`FitData`; ``modes`` top distinct modes are calibrated."""
     import pyarrow.parquet as pq
-
-    from gancheck.api import open_run
-    from gancheck.report import load_report
 
     run_dir = Path(run_dir)
     manifest, source, embedder = open_run(run_dir, device=device)
@@ -115,19 +112,17 @@ def load_fit_data(run_dir: str | Path, modes: int = 1, r0: float | None = None, 
 
     seed, n = int(cfg["seed"]), int(report["n_samples"])
     indices, vectors = _fit_vectors(run_dir, source, embedder, cfg, progress)
-    near = mode_distances(vectors, mode_vectors) <= r0
+    near = pairwise_distance(vectors, mode_vectors) <= r0
     latents = prior.sample(seed, indices).reshape(len(indices), -1)
 
     # An ordinary identity: an anchor farther than r0 from every dense mode. Its N_r0 is the run's
     # own count when r0 is the run's radius (same collection), else recounted here.
-    ordinary = ~(mode_distances(anchor_vectors, mode_vectors) <= r0).any(axis=1)
+    ordinary = ~(pairwise_distance(anchor_vectors, mode_vectors) <= r0).any(axis=1)
     if not ordinary.any():
         raise GancheckError(f"every anchor of {run_dir} lies within r0 = {r0} of the dense modes; lower --r0 or calibrate fewer --modes")
     if r0 == float(report["radius"]) and len(indices) == n:
         counts = np.asarray(anchors["neighbors"], dtype=np.float64)[ordinary]
     else:
-        from gancheck.engine import CollapseAccumulator
-
         acc = CollapseAccumulator(anchor_vectors[ordinary], float(report["theta"]), r0, tile=int(cfg.get("chunk_size", 4096)), keep_neighbors=0)
         acc.update(vectors, indices)
         counts = acc.result()["neighbors"].astype(np.float64)
@@ -157,9 +152,6 @@ def embed_samples(source, embedder, indices: np.ndarray, cfg: dict, progress=Non
     """``(indices, vectors)`` of the samples an audit with settings ``cfg`` would use (described, or
     kept as the no-face point; not NaN), generated and embedded by the audit's own pipeline."""
     from dataclasses import fields
-
-    from gancheck.audit import AuditConfig, _ticker
-    from gancheck.pipeline import Worker
 
     config = AuditConfig(**{f.name: cfg[f.name] for f in fields(AuditConfig) if f.name in cfg})
     worker = Worker(source, embedder, None, 0.0, 0.0, config)  # theta and radius serve only its statistics

@@ -5,7 +5,7 @@ population (mu, sigma) of Eq. 8, the draws paid per kept sample, and a quality f
 distance in descriptor space between calibrated and original samples, both taken outside the dense
 modes (d > r0 from every one), next to the same distance between two independent original draws
 of the same sizes (the noise floor: what sampling error alone gives). The distance is
-:func:`gancheck.diversity.frechet_distance`, the one the reports use.
+:func:`gancheck.analysis.diversity.frechet_distance`, the one the reports use.
 """
 
 from __future__ import annotations
@@ -14,8 +14,14 @@ from pathlib import Path
 
 import numpy as np
 
-from gancheck.calibrate.fitdata import FitData, embed_samples, mode_distances
-from gancheck.diversity import frechet_distance
+from gancheck.calibrate.fitdata import FitData, embed_samples
+from gancheck.maths import pairwise_distance
+from gancheck.analysis.diversity import frechet_distance
+from gancheck.calibrators import load_calibrator
+from gancheck.files import file_sha256
+from gancheck.run.audit import audit_into
+from gancheck.sources.latents import anchor_indices
+from gancheck.defaults import BATCH_SIZE
 
 #: the noise floor's second original draw uses sample indices from here (disjoint from C and A)
 FLOOR_OFFSET = 1 << 41
@@ -51,16 +57,12 @@ def prove(data: FitData, calibrator_path: str | Path, proof_dir: str | Path, ove
     returns the before/after figures (the content of calibration.json, written by the caller)."""
     import pyarrow.parquet as pq
 
-    from gancheck.api import audit
-    from gancheck.calibrate.base import load_calibrator
-    from gancheck.provenance import file_sha256
-
     cfg, before = data.config, data.report
     # The run's own settings; the executor stays local (a Ray cluster may be gone by now).
     same = {k: cfg[k] for k in ("chunk_size", "backend", "top_k", "neighbors_k", "shard_size", "on_nan", "retries") if k in cfg}
-    after = audit(cfg["generator"], n=int(cfg["n"]), anchors=int(cfg["anchors"]), seed=data.seed, embedder=cfg["embedder"], out=proof_dir,
+    after = audit_into(cfg["generator"], proof_dir, n=int(cfg["n"]), anchors=int(cfg["anchors"]), seed=data.seed, embedder=cfg["embedder"],
                   overwrite=overwrite, device=device, threads=cfg.get("threads"), progress=progress, generator_options=cfg.get("generator_options"),
-                  embedder_options=cfg.get("embedder_options"), batch_size=int(cfg.get("batch_size", 64)), calibrator=calibrator_path,
+                  embedder_options=cfg.get("embedder_options"), batch_size=int(cfg.get("batch_size", BATCH_SIZE)), calibrator=calibrator_path,
                   theta=before["theta"], radius=before["radius"], mccs_form=before["mccs_form"], no_face=data.no_face, save_embeddings=True, **same)
     saved = pq.read_table(Path(proof_dir) / "embeddings.parquet").to_pydict()
     calibrated = np.asarray(saved["embedding"], dtype=np.float32)
@@ -69,7 +71,7 @@ def prove(data: FitData, calibrator_path: str | Path, proof_dir: str | Path, ove
     _, floor = embed_samples(data.source, data.embedder, FLOOR_OFFSET + np.arange(int(cfg["n"]), dtype=np.int64), cfg, progress, "floor")
 
     def off_mode(v):
-        near = mode_distances(v, data.mode_vectors) <= data.r0
+        near = pairwise_distance(v, data.mode_vectors) <= data.r0
         vec, found = described(v, data.no_face)
         return vec[found & ~near.any(axis=1)]
 
@@ -80,7 +82,7 @@ def prove(data: FitData, calibrator_path: str | Path, proof_dir: str | Path, ove
     fd = frechet_distance(cal_off, reference)
     fd_floor = frechet_distance(floor_off, reference)
 
-    near_after = mode_distances(calibrated, data.mode_vectors) <= data.r0
+    near_after = pairwise_distance(calibrated, data.mode_vectors) <= data.r0
     share_before, share_after = float(data.dense.mean()), float(near_after.any(axis=1).mean())
     cal = load_calibrator(calibrator_path)
     draws, measured_on = measured_draws(cal, data, int(cfg["n"]), int(cfg["anchors"]))
@@ -131,8 +133,6 @@ def prove(data: FitData, calibrator_path: str | Path, proof_dir: str | Path, ove
 def measured_draws(cal, data: FitData, n: int, anchors: int) -> tuple[float, int]:
     """Draws per kept sample, replaying the re-audit's sample indices through the sampler (latent-only
     methods: all of them, cheaply; rejection: the first ``REJECTION_REPLAY`` collection samples)."""
-    from gancheck.latents import anchor_indices
-
     sampler = cal.bind(data.source)
     if cal.needs_generator:
         idx = np.arange(min(n, REJECTION_REPLAY), dtype=np.int64)

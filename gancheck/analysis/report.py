@@ -1,0 +1,216 @@
+"""Everything computed from a finished run directory: confidence intervals, diversity, the Ripley
+test, the sampling check and reference-set metrics, merged into report.json. Pure data out: the
+pictures are :mod:`gancheck.render`'s."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from gancheck.analysis import diversity, intervals, spatial
+from gancheck.components import load_descriptor
+from gancheck.errors import GancheckError
+from gancheck.files import write_json
+from gancheck.run.directory import load_report
+from gancheck.sources.folder import FolderSource
+from gancheck.defaults import BATCH_SIZE
+
+#: Bootstrap resamples and Monte Carlo simulations behind the report's intervals and test.
+N_BOOT = 2000
+N_SIMS = 999
+CI_LEVEL = 0.95
+#: Nearest neighbours per image set in precision/recall/density/coverage (Naeem et al. use 5).
+PRDC_K = 5
+#: At most this many reference images are embedded (a seeded random subset beyond it).
+MAX_REFERENCE = 10_000
+#: Anchors whose MCCS are drawn as points over the box plots (the paper shows 100).
+BOX_POINTS = 100
+
+
+@dataclass
+class RunData:
+    """The run directory's tables as arrays (m anchors, D descriptor dimensions, R radii)."""
+
+    path: Path
+    report: dict
+    manifest: dict
+    anchor_index: np.ndarray  # (m,) sample indices
+    embeddings: np.ndarray  # (m, D) float32 unit vectors
+    mccs: np.ndarray  # (m,) Eq. 7 (inf where the reference form is infinite)
+    neighbors: np.ndarray  # (m,) N_r
+    radial: np.ndarray | None  # (m, R) counts within report["radial_radii"], or None (older runs)
+    convergence: dict | None  # column -> (K,) array, or None
+    nearest: dict  # anchor sample index -> (sample indices, distances), nearest first
+
+    @property
+    def worst(self) -> int:
+        """Position of the worst mode (Eq. 9) among the anchors."""
+        hits = np.flatnonzero(self.anchor_index == self.report["worst_mode"]["sample_index"])
+        if not len(hits):
+            raise GancheckError(f"{self.path}: the worst mode is not among anchors.parquet's anchors; the run directory is inconsistent, re-run the audit")
+        return int(hits[0])
+
+
+def _vectors(table, name: str) -> np.ndarray:
+    col = table.column(name).combine_chunks()
+    return np.asarray(col.flatten()).reshape(len(table), -1)
+
+
+def load_run(run_dir: str | Path) -> RunData:
+    """Read a finished run directory; a missing or damaged file is a :class:`GancheckError`."""
+    import pyarrow.parquet as pq
+
+    run_dir = Path(run_dir)
+    report = load_report(run_dir)
+    try:
+        manifest = json.loads((run_dir / "manifest.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        raise GancheckError(f"{run_dir}/manifest.json is missing or damaged; re-run the audit") from None
+    try:
+        anchors = pq.read_table(run_dir / "anchors.parquet")
+        neighbors = pq.read_table(run_dir / "neighbors.parquet").to_pydict() if (run_dir / "neighbors.parquet").is_file() else None
+        conv = pq.read_table(run_dir / "convergence.parquet").to_pydict() if (run_dir / "convergence.parquet").is_file() else None
+    except OSError as exc:
+        raise GancheckError(f"cannot read the tables in {run_dir} ({exc}); re-run the audit") from None
+    nearest: dict = {}
+    if neighbors:
+        rows = sorted(zip(neighbors["anchor_index"], neighbors["rank"], neighbors["sample_index"], neighbors["distance"]))
+        for a, _, s, d in rows:
+            nearest.setdefault(a, ([], []))
+            nearest[a][0].append(s)
+            nearest[a][1].append(d)
+        nearest = {a: (np.asarray(s, dtype=np.int64), np.asarray(d)) for a, (s, d) in nearest.items()}
+    mccs = anchors.column("mccs").to_numpy(zero_copy_only=False).astype(np.float64)
+    return RunData(
+        path=run_dir, report=report, manifest=manifest,
+        anchor_index=anchors.column("sample_index").to_numpy(), embeddings=_vectors(anchors, "embedding").astype(np.float32),
+        mccs=np.where(np.isnan(mccs), np.inf, mccs), neighbors=anchors.column("neighbors").to_numpy(),
+        radial=_vectors(anchors, "radial_counts") if "radial_counts" in anchors.column_names else None,
+        convergence={k: np.asarray(v, dtype=np.float64) for k, v in conv.items()} if conv else None,
+        nearest=nearest,
+    )
+
+
+def ripley(run: RunData, seed: int = 0) -> dict:
+    """Ripley test of the run's worst mode (see :mod:`gancheck.analysis.spatial`), with its inputs."""
+    n = run.report["n_samples"]
+    if run.radial is not None and run.report.get("radial_radii"):
+        radii = np.asarray(run.report["radial_radii"], dtype=np.float64)
+        k_bar = spatial.mean_k(run.radial, n)
+        local = run.radial / n
+    else:
+        # Older runs: the anchors' own pairs stand in for the collection (coarser, same law).
+        radii = np.linspace(0.0, max(run.report["theta"], run.report["radius"]), 17)[1:]
+        local = spatial.neighbour_fractions(run.embeddings, run.embeddings, radii)
+        local = (local * len(run.embeddings) - 1) / max(len(run.embeddings) - 1, 1)  # drop self-pairs
+        k_bar = spatial.mean_k(local * (len(run.embeddings) - 1), len(run.embeddings) - 1)
+    result = spatial.ripley_test(run.embeddings, run.worst, radii, k_bar, test_radius=run.report["radius"], sims=N_SIMS, seed=seed)
+    result["local"] = local
+    return result
+
+
+def enrich_report(run_dir: str | Path, reference_dir: str | Path | None = None, write: bool = False, device: str = "auto") -> dict:
+    """The report figures this module adds, computed from the run directory's files.
+
+    Returns nested dicts to merge into report.json with :func:`merge_report` (``write=True``
+    merges them into the run's report.json itself). Keys (all plain numbers, so gates such as
+    ``--fail-if 'mccs.mean_ci_high>0.45'`` work):
+
+    - ``mccs.{mean,std}_ci_{low,high}``, ``mccs.ci_level``, ``mccs.ci_method``
+    - ``worst_mode.neighbor_fraction_ci_{low,high}``, ``worst_mode.ci_method``
+    - ``diversity.{vendi, vendi_samples, support_size, support_size_lower, collisions, pairs,
+      support_threshold, support_source}``
+    - ``spatial.{p_value, test_radius, test_radii, sims, held_out, method}``
+    - ``sampling.{mccs_mean_change, worst_mccs_change, from_n, to_n}``: relative change over
+      the last decade of |C| (small when n was enough)
+    - with ``reference_dir``: ``reference.{path, images, embedded, precision, recall, density,
+      coverage, k, frechet_distance}``
+    """
+    run = load_run(run_dir)
+    rep = run.report
+    extra: dict = {}
+    ci = intervals.bootstrap_mean_std(run.mccs, n_boot=N_BOOT, level=CI_LEVEL, seed=rep.get("seed", 0))
+    extra["mccs"] = {"mean_ci_low": ci["mean_low"], "mean_ci_high": ci["mean_high"], "std_ci_low": ci["std_low"],
+                     "std_ci_high": ci["std_high"], "ci_level": CI_LEVEL, "ci_method": f"percentile bootstrap over anchors ({N_BOOT} resamples)"}
+    lo, hi = intervals.wilson_interval(int(rep["worst_mode"]["neighbors"]), int(rep["n_samples"]), CI_LEVEL)
+    extra["worst_mode"] = {"neighbor_fraction_ci_low": lo, "neighbor_fraction_ci_high": hi, "ci_method": "Wilson score (binomial)"}
+    extra["diversity"] = _diversity(run)
+    rip = ripley(run, seed=rep.get("seed", 0))
+    extra["spatial"] = {"p_value": rip["p_value"], "test_radius": rep["radius"], "test_radii": [float(r) for r in rip["test_radii"]],
+                        "sims": rip["sims"], "held_out": rip["held_out"],
+                        "method": "Ripley K of the worst mode among held-out anchors vs Monte Carlo null of a random anchor; global extreme-rank test"}
+    if run.convergence is not None:
+        extra["sampling"] = sampling_change(run.convergence)
+    if reference_dir is not None:
+        extra["reference"] = reference_metrics(run, reference_dir, device=device)
+    if write:
+        write_json(run.path / "report.json", merge_report(rep, extra))
+    return extra
+
+
+def merge_report(report: dict, extra: dict) -> dict:
+    """``report`` with ``extra``'s keys added (dicts merged one level deep, not replaced)."""
+    out = dict(report)
+    for key, value in extra.items():
+        out[key] = {**out[key], **value} if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def _diversity(run: RunData) -> dict:
+    theta = float(run.report["theta"])
+    m = len(run.embeddings)
+    radii = np.asarray(run.report.get("radial_radii") or [])
+    at_theta = np.flatnonzero(np.isclose(radii, theta, rtol=0, atol=1e-12)) if len(radii) else []
+    if run.radial is not None and len(at_theta):
+        # anchor x collection pairs: |A||C| independent-draw pairs, far more than anchor pairs
+        collisions, pairs, source = int(run.radial[:, at_theta[0]].sum()), m * int(run.report["n_samples"]), "anchors x collection"
+    else:
+        collisions, pairs, source = diversity.count_close_pairs(run.embeddings, theta), m * (m - 1) // 2, "anchor pairs"
+    size = diversity.support_size(collisions, pairs, CI_LEVEL)
+    return {"vendi": diversity.vendi_score(run.embeddings), "vendi_samples": m, "support_size": size["estimate"],
+            "support_size_lower": size["lower"], "collisions": collisions, "pairs": pairs, "support_threshold": theta,
+            "support_source": source}
+
+
+def sampling_change(conv: dict) -> dict:
+    """Relative change of ``mu`` and the worst mode's MCCS from |C| = n/10 to n (the last decade
+    of the convergence grid): if it is small, a larger n would not change the figures much."""
+    n = conv["n"]
+    last = len(n) - 1
+    first = int(np.argmin(np.abs(np.log10(n) - (np.log10(n[last]) - 1.0))))
+
+    def rel(col: str) -> float | None:
+        a, b = conv[col][first], conv[col][last]
+        return float(abs(b - a) / abs(b)) if np.isfinite(a) and np.isfinite(b) and b != 0 else None
+
+    return {"mccs_mean_change": rel("mccs_mean"), "worst_mccs_change": rel("worst_mccs"), "from_n": int(n[first]), "to_n": int(n[last])}
+
+
+def reference_metrics(run: RunData, reference_dir: str | Path, device: str = "auto", batch_size: int = BATCH_SIZE) -> dict:
+    """Precision/recall/density/coverage and Fréchet distance of the run's anchors (generated,
+    i.i.d.) against a folder of real images, all in the run's descriptor space."""
+    ref = FolderSource(str(reference_dir))
+    ref.prepare(0)
+    pick = np.sort(ref.order[:MAX_REFERENCE])
+    cfg = run.manifest.get("config", {})
+    # only the descriptor is needed: the generator file may be gone
+    embedder = load_descriptor(cfg.get("embedder", "pixel"), device=device, **cfg.get("embedder_options", {}))
+    vectors, found = [], []
+    for start in range(0, len(pick), batch_size):
+        v, f = embedder.embed(ref.images(pick[start : start + batch_size]))
+        vectors.append(np.asarray(v, dtype=np.float32))
+        found.append(np.asarray(f, dtype=bool))
+    vectors, found = np.concatenate(vectors), np.concatenate(found)
+    real = vectors[found]
+    if len(real) <= PRDC_K or len(run.embeddings) <= PRDC_K:
+        raise GancheckError(f"{reference_dir}: only {len(real)} reference images could be described (need more than {PRDC_K}); add real images or check the descriptor")
+    fake = run.embeddings
+    if real.shape[1] != fake.shape[1]:
+        raise GancheckError(f"reference embeddings have {real.shape[1]} dimensions but the run's have {fake.shape[1]} (was the run audited with --no-face keep?); audit with --no-face exclude to compare with real images")
+    out = diversity.prdc(real, fake, PRDC_K)
+    out.update({"path": str(Path(reference_dir).resolve()), "images": len(ref.files), "embedded": int(len(real)),
+                "frechet_distance": diversity.frechet_distance(real, fake)})
+    return out

@@ -1,0 +1,85 @@
+"""Rejection in descriptor space: the exact alternative the paper does not have.
+
+Generate a candidate, embed it, and keep it with probability ``p_m`` when its image lies within
+``r0`` of dense mode ``m`` (always otherwise). This thins exactly the images in the dense modes, with
+no latent-region approximation, at the cost of running the generator and the descriptor at
+sampling time for every candidate: the file names the descriptor, and sampling needs it installed.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from gancheck.calibrators.base import Calibrator, modes_acceptance, register
+from gancheck.errors import GancheckError
+from gancheck.maths import pairwise_distance
+from gancheck.sources.latents import ANCHOR_OFFSET
+from gancheck.defaults import BATCH_SIZE
+
+
+def keep_axis(vectors: np.ndarray, found: np.ndarray, no_face: str) -> np.ndarray:
+    """Descriptor vectors as the audit compares them: with ``no_face == "keep"`` every image without
+    a face is the same extra-axis point (see gancheck.run.audit.embed_indices)."""
+    vectors = np.asarray(vectors, dtype=np.float32)
+    if no_face != "keep":
+        return vectors
+    return np.concatenate([np.where(found[:, None], vectors, 0.0), (~found)[:, None]], axis=1).astype(np.float32)
+
+
+def image_acceptance(vectors: np.ndarray, found: np.ndarray, mode_vectors: np.ndarray, r0: float,
+                     mode_acceptance: np.ndarray, no_face: str) -> np.ndarray:
+    """(k,) a for embedded candidates: the smallest p_m among modes within r0, else 1. An image the
+    descriptor cannot describe is never near a mode unless no-face images are kept as one point."""
+    v = keep_axis(vectors, found, no_face)
+    near = pairwise_distance(v, mode_vectors) <= r0
+    if no_face != "keep":
+        near &= found[:, None]
+    return modes_acceptance(near, mode_acceptance)
+
+
+@register("rejection")
+class RejectionCalibrator(Calibrator):
+    """Keep a generated image near dense mode m with probability p_m."""
+
+    tensors = ()
+    needs_generator = True
+
+    @classmethod
+    def fit(cls, data, **_) -> tuple[dict, dict, dict]:
+        params = {"no_face": data.no_face, "needs_descriptor_at_sampling": True}
+        return params, {}, {}
+
+    @classmethod
+    def fit_acceptance(cls, data, tensors: dict, params: dict) -> np.ndarray:
+        return modes_acceptance(data.near, data.mode_acceptance)
+
+    def validate(self) -> None:
+        if not self.header["descriptor"].get("spec"):
+            raise self.damaged("it does not name the descriptor that rejection sampling needs")
+
+    def _acceptance_for(self, source):
+        from embedders import load_embedder
+
+        d = self.header["descriptor"]
+        try:
+            descriptor = load_embedder(d["spec"], **(d.get("options") or {}))
+        except GancheckError as exc:
+            raise GancheckError(f"calibrator {self.path} rejects in descriptor space and needs the descriptor {d['spec']!r} at sampling time, "
+                                f"which failed to load: {exc}") from None
+        # The output format is fixed now, from plain prior draws: the source resolves its own only after
+        # its first latents, which this sampler must already decide on.
+        probe = self.prior.sample(0, ANCHOR_OFFSET + np.arange(8)).reshape((8, *source.latent_prior.shape))
+        fmt = source.format.resolve(source.generate(probe))
+        shape = source.latent_prior.shape
+        r0, no_face, modes, p = float(self.header["r0"]), self.header["params"].get("no_face", "exclude"), self.t["mode_vectors"], self.mode_acceptance
+        batch = max(1, int(getattr(source, "batch_size", BATCH_SIZE)))
+
+        def acceptance(z: np.ndarray) -> np.ndarray:
+            out = np.empty(len(z))
+            for s in range(0, len(z), batch):
+                part = np.asarray(z[s : s + batch], dtype=np.float32).reshape((-1, *shape))
+                vectors, found = descriptor.embed(fmt.convert(source.generate(part)))
+                out[s : s + batch] = image_acceptance(vectors, np.asarray(found, bool), modes, r0, p, no_face)
+            return out
+
+        return acceptance

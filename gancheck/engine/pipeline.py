@@ -1,0 +1,155 @@
+"""One stretch of samples through generate -> embed -> accumulate, the stages overlapped in
+threads (onnxruntime, torch and BLAS release the GIL), with the fault policies of a long run."""
+
+from __future__ import annotations
+
+import queue
+import threading
+from dataclasses import dataclass, field
+from typing import Callable, Iterable, Iterator
+
+import numpy as np
+
+from gancheck.engine.accumulator import CollapseAccumulator, Partial
+from gancheck.errors import GancheckError
+
+#: How many images with no detected face are kept as PNGs for inspection.
+NO_FACE_SAMPLES = 16
+_DONE = object()
+
+
+@dataclass
+class ShardResult:
+    """A shard's partial sums plus what it counted on the way."""
+
+    index: int
+    partial: Partial
+    no_face: int = 0
+    skipped_nan: int = 0
+    embeddings: tuple | None = None  # (sample indices, vectors) when embeddings are kept
+    no_face_samples: list = field(default_factory=list)  # (sample index, image)
+
+
+def prefetch(items: Iterable, depth: int = 2) -> Iterator:
+    """Iterate ``items`` in a background thread, up to ``depth`` ahead; its exceptions re-raise here."""
+    q: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def work():
+        try:
+            for item in items:
+                if stop.is_set():
+                    return
+                q.put(item)
+            q.put(_DONE)
+        except BaseException as exc:  # handed to the consumer, which re-raises it
+            q.put(exc)
+
+    thread = threading.Thread(target=work, daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = q.get()
+            if item is _DONE:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        while thread.is_alive():  # unblock a producer waiting on a full queue
+            try:
+                q.get_nowait()
+            except queue.Empty:
+                thread.join(0.05)
+
+
+def retrying(fn: Callable, what: str, retries: int):
+    """``fn()``, tried ``1 + retries`` times on unexpected errors; user errors are not retried."""
+    for attempt in range(retries + 1):
+        try:
+            return fn()
+        except (GancheckError, KeyboardInterrupt, MemoryError):
+            raise
+        except Exception as exc:
+            last = exc
+    msg = (str(last).strip().splitlines() or [type(last).__name__])[0][:200]
+    raise GancheckError(f"{what} failed {retries + 1} times ({type(last).__name__}: {msg}); finished shards are kept: "
+                        "fix the cause and rerun with --resume")
+
+
+class Worker:
+    """Generates, embeds and accumulates samples for one run's anchors and settings."""
+
+    def __init__(self, source, embedder, anchors: np.ndarray, theta: float, radius: float, config):
+        self.source, self.embedder, self.anchors = source, embedder, anchors
+        self.theta, self.radius, self.config = theta, radius, config
+        self.keep_no_face = config.no_face == "keep"
+        self.dim = None if anchors is None else anchors.shape[1] - self.keep_no_face
+        source.allow_nan = config.on_nan == "skip"
+
+    def generated(self, indices: np.ndarray) -> Iterator:
+        size = self.config.batch_size
+        for start in range(0, len(indices), size):
+            idx = indices[start : start + size]
+            images = retrying(lambda: self.source.images(idx), f"the generator on samples {idx[0]}..{idx[-1]}", self.config.retries)
+            ok = np.isfinite(images.reshape(len(images), -1)).all(axis=1)
+            yield idx, images, ok
+
+    def embedded(self, batches: Iterable) -> Iterator:
+        for idx, images, ok in batches:
+            found = np.zeros(len(idx), bool)
+            if ok.any():
+                v, f = retrying(lambda: self.embedder.embed(images[ok]), f"the descriptor on samples {idx[0]}..{idx[-1]}", self.config.retries)
+                self.dim = np.asarray(v).shape[1]
+                vectors = np.zeros((len(idx), self.dim), np.float32)
+                vectors[ok], found[ok] = v, f
+            else:  # every image of the batch was skipped: its rows are never used
+                vectors = np.zeros((len(idx), self.dim or 1), np.float32)
+            if self.keep_no_face:
+                # Every image without a face becomes the same extra-axis point: its own "no face" mode.
+                vectors = np.concatenate([np.where(found[:, None], vectors, 0.0), (~found & ok)[:, None]], axis=1).astype(np.float32)
+            yield idx, vectors, found, ok, images
+
+    def stream(self, indices: np.ndarray) -> Iterator:
+        """(indices, vectors, found, ok, images) batches, generation and embedding overlapped."""
+        return prefetch(self.embedded(prefetch(self.generated(indices))))
+
+    def embed_all(self, indices: np.ndarray, on_batch=None):
+        """Vectors, found and ok masks for ``indices`` (the anchors)."""
+        parts = []
+        for idx, vec, found, ok, _ in self.stream(indices):
+            parts.append((vec, found, ok))
+            if on_batch:
+                on_batch(len(idx))
+        return tuple(np.concatenate([p[i] for p in parts]) for i in range(3))
+
+    def shard(self, j: int, indices: np.ndarray, checkpoints: list[int], end: int, on_batch=None) -> ShardResult:
+        """Exact partial sums of one shard of the collection."""
+        acc = CollapseAccumulator(self.anchors, self.theta, self.radius, backend=self.config.backend, tile=self.config.chunk_size,
+                                  keep_neighbors=self.config.neighbors_k, checkpoints=checkpoints)
+        result = ShardResult(j, acc.part)
+        kept = [] if self.config.save_embeddings else None
+        pending, waiting = [], 0  # batches gathered into whole statistics tiles
+        for idx, vec, found, ok, images in self.stream(indices):
+            use = ok & (found | self.keep_no_face)
+            pending.append((idx[use], vec[use]))
+            waiting += int(use.sum())
+            if waiting >= self.config.chunk_size:
+                acc.update(np.concatenate([p[1] for p in pending]), np.concatenate([p[0] for p in pending]))
+                pending, waiting = [], 0
+            if kept is not None:
+                kept.append((idx[use], vec[use]))
+            missing = np.flatnonzero(ok & ~found)
+            result.no_face += len(missing)
+            result.skipped_nan += int((~ok).sum())
+            room = NO_FACE_SAMPLES - len(result.no_face_samples)
+            result.no_face_samples.extend((int(idx[i]), images[i]) for i in missing[:room])
+            if on_batch:
+                on_batch(len(idx))
+        if pending:
+            acc.update(np.concatenate([p[1] for p in pending]), np.concatenate([p[0] for p in pending]))
+        acc.finish(end)
+        if kept is not None:
+            result.embeddings = (np.concatenate([k[0] for k in kept]), np.concatenate([k[1] for k in kept]))
+        return result

@@ -1,6 +1,0 @@
-"""Generator sources behind one registry: ONNX, TorchScript, a Python callable, a folder of images."""
-
-from gancheck.generators.base import LatentSource, Source, load_generator, register
-from gancheck.generators import onnx_generator, torchscript, python_callable, folder  # noqa: F401  (register)
-
-__all__ = ["LatentSource", "Source", "load_generator", "register"]

@@ -1,0 +1,129 @@
+"""The mathematics of Wu et al., section 3 (Eqs. 3, 4, 6, 7, 8, 9), as pure functions on arrays.
+
+The streaming engine that evaluates them over large collections lives in :mod:`gancheck.engine.accumulator`;
+nothing else re-derives a formula.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from gancheck.errors import GancheckError
+
+MCCS_FORMS = ("paper", "reference")
+#: ``r / theta`` of :func:`radius_from_theta`.
+RADIUS_OVER_THETA = 0.25 / 0.30
+
+
+def check_thresholds(theta: float, radius: float) -> None:
+    if not 0.0 < theta <= 1.0:
+        raise GancheckError(f"theta must lie in (0, 1] (a normalised angular distance), got {theta}")
+    if not 0.0 <= radius <= 1.0:
+        raise GancheckError(f"radius must lie in [0, 1] (a normalised angular distance), got {radius}")
+
+
+def normalise64(x: np.ndarray) -> np.ndarray:
+    """Rows of ``x`` as float64 unit vectors."""
+    x = np.asarray(x, dtype=np.float64)
+    return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), np.finfo(np.float64).tiny)
+
+
+def angular_distance(cos: np.ndarray) -> np.ndarray:
+    """Eq. (4): ``d = arccos(<a, b>) / pi`` for unit vectors, in [0, 1]."""
+    return np.arccos(np.clip(cos, -1.0, 1.0)) / np.pi
+
+
+def pairwise_distance(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Eq. (4) between every row of ``a`` (k, D) and every row of ``b`` (n, D): (k, n), float64.
+    Rows need not be unit vectors: they are normalised here."""
+    return angular_distance(normalise64(a) @ normalise64(b).T)
+
+
+def paired_distance(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Eq. (4) between row ``i`` of ``a`` and row ``i`` of ``b`` ((N, D) each): (N,), float64."""
+    return angular_distance(np.einsum("ij,ij->i", normalise64(a), normalise64(b)))
+
+
+def cosine_from_euclidean(e, norm_a=1.0, norm_b=None) -> np.ndarray:
+    """The cosine of the angle between vectors of norms ``norm_a``, ``norm_b`` that are ``e`` apart.
+
+    Law of cosines, ``e^2 = a^2 + b^2 - 2 a b cos``; for unit vectors ``cos = 1 - e^2 / 2``.
+    ``norm_b`` defaults to ``norm_a``.
+    """
+    a = np.asarray(norm_a, dtype=np.float64)
+    b = a if norm_b is None else np.asarray(norm_b, dtype=np.float64)
+    e = np.asarray(e, dtype=np.float64)
+    return (a**2 + b**2 - e**2) / (2 * a * b)
+
+
+def angular_distance_from_euclidean(e, norm_a=1.0, norm_b=None) -> np.ndarray:
+    """Eq. (4) distance between descriptors ``e`` apart in Euclidean distance with the given norms."""
+    return angular_distance(cosine_from_euclidean(e, norm_a, norm_b))
+
+
+def radius_from_theta(theta: float) -> float:
+    """A neighbour radius ``r`` for ``theta`` at the ratio ``r / theta = 0.25 / 0.3``: r = 0.25 is
+    the paper's Fig. 7 radius and 0.3 one of the thetas its code uses (it also uses 0.35 and 0.4;
+    which theta the tables used is not recorded), so the pairing is a convention, not the paper's."""
+    return float(theta) * RADIUS_OVER_THETA
+
+
+def similarity(d: np.ndarray, theta: float) -> np.ndarray:
+    """Eq. (3): ``s = (exp(max(0, theta - d)) - 1) / (exp(theta) - 1)``, in [0, 1]; 0 for d >= theta."""
+    return np.expm1(np.maximum(0.0, theta - np.asarray(d, dtype=np.float64))) / np.expm1(theta)
+
+
+def mccs(m: np.ndarray, form: str = "paper") -> np.ndarray:
+    """Eq. (7): Monte Carlo Collapse Score from the expected similarity ``m`` (Eq. 6).
+
+    ``paper``: ``1 / (1 - ln m)``, in (0, 1], with its limit 0 at m = 0.
+    ``reference``: the authors' published code, ``1 / (-log10 m)``: 0 at m = 0, unbounded, inf at m = 1.
+    """
+    m = np.asarray(m, dtype=np.float64)
+    with np.errstate(divide="ignore"):
+        if form == "paper":
+            return np.where(m > 0, 1.0 / (1.0 - np.log(np.where(m > 0, m, 1.0))), 0.0)
+        if form == "reference":
+            neg_log = -np.log10(np.clip(m, np.finfo(np.float64).tiny, 1.0))
+            return np.where(m > 0, np.where(neg_log > 0, 1.0 / np.where(neg_log > 0, neg_log, 1.0), np.inf), 0.0)
+    raise ValueError(f"unknown MCCS form {form!r}; choose one of {MCCS_FORMS}")
+
+
+def population_stats(scores: np.ndarray) -> tuple[float, float]:
+    """Eq. (8): mean and sample standard deviation (divisor m - 1) of MCCS over the anchors."""
+    scores = np.asarray(scores, dtype=np.float64)
+    std = float(np.std(scores, ddof=1)) if len(scores) > 1 else 0.0
+    return float(np.mean(scores)), std
+
+
+def mode_order(neighbors: np.ndarray, scores: np.ndarray) -> np.ndarray:
+    """Anchor positions from densest to sparsest: by N_r, then MCCS, then position (a total order)."""
+    return np.lexsort((np.arange(len(neighbors)), -np.asarray(scores), -np.asarray(neighbors)))
+
+
+def worst_mode(neighbors: np.ndarray, scores: np.ndarray) -> int:
+    """Eq. (9): the anchor with the most neighbours within r (ties: higher MCCS, then first)."""
+    return int(mode_order(neighbors, scores)[0])
+
+
+def distinct_modes(anchors: np.ndarray, neighbors: np.ndarray, scores: np.ndarray, radius: float, k: int) -> list[int]:
+    """The top ``k`` dense modes by N_r that are distinct: an anchor within ``radius`` of a mode
+    already listed is the same mode seen again (the paper's Fig. 7 lists near-copies) and is skipped."""
+    unit = normalise64(anchors)
+    cos_r = np.cos(np.pi * radius)
+    chosen: list[int] = []
+    for i in mode_order(neighbors, scores):
+        if len(chosen) >= k:
+            break
+        if not chosen or float(np.max(unit[chosen] @ unit[i])) < cos_r:
+            chosen.append(int(i))
+    return chosen
+
+
+def brute_force(anchors: np.ndarray, collection: np.ndarray, theta: float, radius: float, form: str = "paper") -> dict:
+    """Float64 reference of Eqs. 3-8 for every anchor-sample pair at once (for tests; O(|A||C|) memory)."""
+    d = pairwise_distance(anchors, collection)
+    m = similarity(d, theta).mean(axis=1)
+    scores = mccs(m, form)
+    mu, sigma = population_stats(scores)
+    return {"m": m, "mccs": scores, "neighbors": (d <= radius).sum(axis=1), "mean": mu, "std": sigma}

@@ -1,0 +1,198 @@
+"""An audit, start to finish: sample latents -> generate -> embed -> accumulate, checkpointed into
+its run directory. What is computed from a finished run is :mod:`gancheck.analysis`; what is drawn
+from it, :mod:`gancheck.render`."""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import asdict
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from gancheck.components import build_source_and_embedder
+from gancheck.engine.accumulator import Partial, radial_grid
+from gancheck.engine.executors import plan, shard_results
+from gancheck.engine.pipeline import NO_FACE_SAMPLES, Worker
+from gancheck.errors import GancheckError
+from gancheck.files import file_sha256, write_json
+from gancheck.run import shards as sh
+from gancheck.run.directory import base_manifest, combine_embeddings, prepare_run_dir, write_run
+from gancheck.maths import check_thresholds, distinct_modes, mccs
+from gancheck.run.config import RADIAL_BINS, AuditConfig
+from gancheck.run.result import AuditResult, convergence_grid, convergence_row, summary
+from gancheck.defaults import BATCH_SIZE
+
+Progress = Callable[[str, int, int], None]
+
+
+def audit_into(generator: str, out: str | Path | None, n: int = 10_000, anchors: int = 1_000, seed: int = 0,
+               embedder: str = "pixel", overwrite: bool = False, resume: bool = False, device: str = "auto",
+               threads: int | None = None, progress: Progress | None = None, generator_options: dict | None = None,
+               embedder_options: dict | None = None, argv: list[str] | None = None, batch_size: int = BATCH_SIZE,
+               calibrator: str | Path | None = None, force: bool = False, log=None, **config) -> dict:
+    """Audit ``generator`` (into the run directory ``out`` when given) and return the report's
+    figures (:func:`gancheck.run.result.summary`); ``config`` takes the other :class:`AuditConfig` fields."""
+    cfg = AuditConfig(n=n, anchors=anchors, seed=seed, batch_size=batch_size, **config)
+    cfg.validate()
+    out = prepare_run_dir(out, overwrite=overwrite, resume=resume) if out is not None else None
+    if Path(generator).exists():
+        generator = str(Path(generator).resolve())  # the manifest must work from any directory
+    calibration = None
+    if calibrator is not None:
+        calibrator = str(Path(calibrator).resolve())
+        calibration = {"path": calibrator, "sha256": file_sha256(calibrator) if Path(calibrator).is_file() else None}
+    rebuild = dict(generator=str(generator), embedder=embedder, generator_options=_jsonable(generator_options),
+                   embedder_options=_jsonable(embedder_options), device=device, threads=threads, batch_size=batch_size,
+                   calibrator=calibrator, force=force)
+    source, descriptor = build_source_and_embedder(**rebuild)
+    manifest = None
+    if out is not None:
+        source.prepare(seed)
+        manifest = base_manifest(source, descriptor, dict(cfg.__dict__, **rebuild, calibration=calibration), argv)
+        if not resume or not (out / "manifest.json").exists():
+            write_json(out / "manifest.json", manifest)
+    result = run_audit(source, descriptor, cfg, progress=progress, run_dir=out, resume=resume, rebuild=rebuild, log=log)
+    extra = {"calibrator": calibration} if calibration else {}
+    if out is None:
+        return dict(summary(result), **extra)
+    if cfg.save_embeddings:
+        combine_embeddings(out)
+    return write_run(out, result, manifest, extra)
+
+
+def _jsonable(options: dict | None) -> dict:
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in (options or {}).items() if v is not None}
+
+
+def run_audit(source, embedder, config: AuditConfig, progress: Progress | None = None, run_dir: Path | None = None,
+              resume: bool = False, rebuild: dict | None = None, log: Callable[[str], None] | None = None) -> AuditResult:
+    """Audit ``source`` (a :class:`gancheck.sources.Source`) with ``embedder``.
+
+    ``progress(stage, done, total)`` is called as work advances. With ``run_dir`` the collection
+    is processed in checkpointed shards (``resume`` continues a killed run there); ``rebuild``
+    (generator, embedder and their options) lets other processes rebuild both for
+    ``config.executor == "ray"``.
+    """
+    config.validate()
+    theta = embedder.default_theta if config.theta is None else float(config.theta)
+    radius = embedder.default_radius if config.radius is None else float(config.radius)
+    check_thresholds(theta, radius)
+    source.prepare(config.seed)
+    tick = _ticker(progress)
+    state = None
+    if run_dir is not None:
+        state = sh.State(run_dir, fingerprint(config, theta, radius, source, embedder))
+        for warning in (state.load() if resume else []):
+            print(f"gancheck: {warning}", file=sys.stderr)  # always: a redone shard must not go unnoticed
+
+    worker = Worker(source, embedder, None, theta, radius, config)
+    a_idx = source.anchor_indices(config.anchors)
+    a_vec, a_found, a_ok = _anchors(worker, a_idx, run_dir, state, tick("anchors", len(a_idx)))
+    usable = a_ok & (a_found | (config.no_face == "keep"))
+    if usable.sum() < 2:
+        raise GancheckError(f"only {int(usable.sum())} of {len(a_idx)} anchor images could be described (no face or NaN); "
+                            "check --align and the generator's output, or use --no-face keep")
+    worker.anchors = a_vec[usable]
+    if log and run_dir is not None:
+        log(f"run directory {run_dir}: about {run_size(len(worker.anchors), a_vec.shape[1], config) / 2**20:,.0f} MiB when finished")
+
+    c_idx = source.collection_indices(config.n, config.anchors)
+    parts = plan(c_idx, config.shard_size)
+    checkpoints = [int(c_idx[g]) for g in convergence_grid(len(c_idx))]
+    done = {j for j in state.done if j != sh.ANCHORS} if state else set()
+    todo = [j for j in range(len(parts)) if j not in done]
+    on_batch = tick("samples", len(c_idx))
+    if done:
+        on_batch(sum(len(parts[j]) for j in done))
+    computed = shard_results(config, worker, parts, checkpoints, todo, on_batch, rebuild)
+
+    total = Partial.zeros(int(usable.sum()), config.neighbors_k, RADIAL_BINS)
+    no_face, skipped, samples, pending = 0, 0, [], {}
+    for j in range(len(parts)):
+        if j in done:
+            r = sh.read_shard(state.shard_path(j))
+        else:
+            while j not in pending:
+                r = next(computed)
+                if state is not None:
+                    try:
+                        state.mark(r.index, *sh.write_shard(run_dir, r))
+                    except OSError as exc:
+                        raise GancheckError(f"cannot write shard {r.index} to {run_dir} ({exc.strerror or exc}); free disk space or fix "
+                                            f"permissions, then rerun with --resume ({len(state.done)} finished checkpoints are kept)") from None
+                pending[r.index] = r
+            r = pending.pop(j)
+        total.merge(r.partial)
+        no_face, skipped = no_face + r.no_face, skipped + r.skipped_nan
+        samples.extend(r.no_face_samples[: NO_FACE_SAMPLES - len(samples)])
+    if total.n == 0:
+        raise GancheckError(f"none of the {len(c_idx)} samples could be described (no face or NaN); check --align or the generator's output")
+
+    m = total.sim_sum / total.n
+    scores = mccs(m, config.mccs_form)
+    modes = distinct_modes(worker.anchors, total.neighbors, scores, radius, config.top_k)
+    nearest = {i: (total.nn_index[i][total.nn_index[i] >= 0], total.nn_dist[i][total.nn_index[i] >= 0]) for i in modes}
+    if config.neighbors_k:
+        nearest.setdefault(0, (total.display_index[total.display_index >= 0], total.display_dist[total.display_index >= 0]))
+    a_missing = int((a_ok & ~a_found).sum())
+    rows = [convergence_row(n, s / n, nb, config.mccs_form) for _, n, s, nb in total.snapshots if n > 0]
+    return AuditResult(
+        config=config, theta=theta, radius=radius,
+        anchor_index=a_idx[usable], anchor_vectors=worker.anchors,
+        m=m, scores=scores, neighbors=total.neighbors, n_samples=total.n,
+        modes=modes, nearest=nearest, radii=radial_grid(theta, radius, RADIAL_BINS), radial=total.radial,
+        convergence=rows + [convergence_row(total.n, m, total.neighbors, config.mccs_form)],
+        no_face={"policy": config.no_face, "count": no_face + a_missing, "rate": (no_face + a_missing) / (len(c_idx) + len(a_idx)),
+                 "collection_count": no_face, "anchor_count": a_missing},
+        skipped_nan=skipped + int((~a_ok).sum()),
+        no_face_samples=samples,
+    )
+
+
+def _anchors(worker, a_idx, run_dir, state, on_batch):
+    """Anchor embeddings (vectors, found, ok), from the run's checkpoint when resuming."""
+    if state is not None and sh.ANCHORS in state.done:  # State.load verified its checksum
+        on_batch(len(a_idx))
+        return sh.read_anchors(run_dir)
+    vec, found, ok = worker.embed_all(a_idx, on_batch)
+    if state is not None:
+        state.mark(sh.ANCHORS, *sh.write_anchors(run_dir, a_idx, vec, found, ok))
+    return vec, found, ok
+
+
+def run_size(m: int, dim: int, config: AuditConfig) -> int:
+    """Upper estimate of a finished run directory's bytes (latents are never stored: they are
+    reproducible from the seed)."""
+    shards = -(-config.n // config.shard_size)
+    per_anchor = 8 + 8 + 8 * RADIAL_BINS + 16 * config.neighbors_k  # sums, counts, radial, nearest
+    snapshots = len(convergence_grid(config.n)) * m * 16
+    tables = m * (4 * dim + 8 * RADIAL_BINS + 40) * 2  # anchors.parquet and its checkpoint
+    embeddings = 2 * config.n * (4 * dim + 8) if config.save_embeddings else 0  # shards + combined file
+    return shards * m * per_anchor + snapshots + tables + embeddings
+
+
+def fingerprint(config: AuditConfig, theta: float, radius: float, source, embedder) -> dict:
+    """Everything a run's numbers depend on; a resumed run must match it exactly."""
+    keep = {k: v for k, v in asdict(config).items() if k not in ("batch_size", "chunk_size", "backend", "executor", "workers", "ray_address", "retries")}
+    return json.loads(json.dumps(dict(keep, theta=theta, radius=radius, generator=source.describe(), embedder=embedder.describe()), default=str))
+
+
+def _ticker(progress: Progress | None):
+    def make(stage: str, total: int):
+        done = [0]
+        if progress:
+            progress(stage, 0, total)
+
+        def on_batch(k: int):
+            done[0] += k
+            if progress:
+                progress(stage, done[0], total)
+
+        return on_batch
+
+    return make
+
+

@@ -1,0 +1,53 @@
+"""The settings of one audit, validated at the boundary."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from gancheck.errors import GancheckError
+from gancheck.maths import MCCS_FORMS
+from gancheck.defaults import BATCH_SIZE, CHUNK_SIZE, SHARD_SIZE
+
+NO_FACE_POLICIES = ("exclude", "keep")
+NAN_POLICIES = ("stop", "skip")
+EXECUTORS = ("local", "ray")
+RADIAL_BINS = 16
+
+
+@dataclass
+class AuditConfig:
+    """Settings of one audit. ``theta``/``radius`` default to the embedder's own."""
+
+    n: int = 10_000
+    anchors: int = 1_000
+    seed: int = 0
+    theta: float | None = None
+    radius: float | None = None
+    mccs_form: str = "paper"
+    batch_size: int = BATCH_SIZE
+    chunk_size: int = CHUNK_SIZE
+    backend: str = "auto"
+    top_k: int = 24
+    neighbors_k: int = 80
+    no_face: str = "exclude"
+    save_embeddings: bool = False
+    shard_size: int = SHARD_SIZE
+    on_nan: str = "stop"
+    retries: int = 2
+    executor: str = "local"
+    workers: int = 1
+    ray_address: str | None = None
+
+    def validate(self) -> None:
+        if self.n < 1 or self.anchors < 2:
+            raise GancheckError(f"--n must be at least 1 and --anchors at least 2 (got n={self.n}, anchors={self.anchors})")
+        if self.mccs_form not in MCCS_FORMS:
+            raise GancheckError(f"--mccs-form must be one of {', '.join(MCCS_FORMS)}, got {self.mccs_form!r}")
+        if self.no_face not in NO_FACE_POLICIES:
+            raise GancheckError(f"--no-face must be one of {', '.join(NO_FACE_POLICIES)}, got {self.no_face!r}")
+        if self.on_nan not in NAN_POLICIES:
+            raise GancheckError(f"--on-nan must be one of {', '.join(NAN_POLICIES)}, got {self.on_nan!r}")
+        if self.executor not in EXECUTORS:
+            raise GancheckError(f"--executor must be one of {', '.join(EXECUTORS)}, got {self.executor!r}")
+        if min(self.batch_size, self.chunk_size, self.shard_size, self.workers) < 1 or self.retries < 0:
+            raise GancheckError("--batch-size, --chunk-size, --shard-size and --workers must be positive, --retries not negative")

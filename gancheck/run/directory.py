@@ -1,0 +1,161 @@
+"""Writing an audit's run directory: manifest, Parquet tables, report.json.
+
+Layout (see docs/run-directory.md): ``manifest.json``, ``report.json``, ``anchors.parquet``,
+``modes.parquet``, ``neighbors.parquet``, optional ``embeddings.parquet``, ``no_face/*.png``.
+Every file is written to a temporary name and renamed, so a killed run never leaves a half file
+under a final name.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from gancheck.run.result import AuditResult, summary
+from gancheck.components import build_source_and_embedder
+from gancheck.errors import GancheckError
+from gancheck.files import atomic_write, package_versions, write_json
+from gancheck.defaults import BATCH_SIZE
+
+FORMAT_VERSION = 1
+_RUN_FILES = ("manifest.json", "report.json", "anchors.parquet")
+
+
+def prepare_run_dir(out: str | Path, overwrite: bool = False, resume: bool = False) -> Path:
+    """Create ``out``; refuse to write into a directory that already holds a run, unless it is
+    to be replaced (``overwrite``) or continued (``resume``; with nothing to continue, it starts)."""
+    import shutil
+
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise GancheckError(f"--out {out} is a file, not a directory; choose another path")
+    holds_run = any((out / f).exists() for f in _RUN_FILES + ("state.json",))
+    if holds_run and not (overwrite or resume):
+        raise GancheckError(f"{out} already holds a run; continue it with --resume, replace it with --overwrite, or choose another --out")
+    if holds_run and overwrite and not resume:
+        for name in ("shards", "no_face"):
+            shutil.rmtree(out / name, ignore_errors=True)
+        for name in _RUN_FILES + ("state.json", "embeddings.parquet"):
+            (out / name).unlink(missing_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".gancheck-write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise GancheckError(f"cannot write to {out} ({exc.strerror}); choose a writable --out") from None
+    return out
+
+
+def _write_table(path: Path, columns: dict) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    tmp = path.with_name(f".{path.name}.tmp")
+    pq.write_table(pa.table(columns), tmp)
+    os.replace(tmp, path)
+
+
+def _vectors_column(vectors: np.ndarray):
+    import pyarrow as pa
+
+    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+    return pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1)), vectors.shape[1])
+
+
+def combine_embeddings(out: Path) -> None:
+    """Concatenate the shards' embeddings, in shard order, into ``embeddings.parquet``."""
+    import pyarrow.parquet as pq
+
+    files = sorted((Path(out) / "shards").glob("emb-*.parquet"))
+    if not files:
+        return
+    tmp = Path(out) / ".embeddings.parquet.tmp"
+    writer = None
+    for f in files:
+        table = pq.read_table(f)
+        writer = writer or pq.ParquetWriter(tmp, table.schema)
+        writer.write_table(table)
+    writer.close()
+    os.replace(tmp, Path(out) / "embeddings.parquet")
+
+
+def base_manifest(source, embedder, config_dict: dict, argv: list[str] | None = None) -> dict:
+    return {
+        "format": "gancheck-run",
+        "format_version": FORMAT_VERSION,
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "command": argv if argv is not None else sys.argv,
+        "config": config_dict,
+        "generator": source.describe(),
+        "embedder": embedder.describe(),
+        "versions": package_versions(),
+        "status": "running",
+    }
+
+
+def write_run(out: Path, result: AuditResult, manifest: dict, extra: dict | None = None) -> dict:
+    """Write tables and report.json for a finished audit; returns the report."""
+    from PIL import Image
+
+    out = Path(out)
+    import pyarrow as pa
+
+    radial = np.ascontiguousarray(result.radial, dtype=np.int64)
+    _write_table(out / "anchors.parquet", {
+        "sample_index": result.anchor_index, "m": result.m, "mccs": result.scores,
+        "neighbors": result.neighbors, "embedding": _vectors_column(result.anchor_vectors),
+        "radial_counts": pa.FixedSizeListArray.from_arrays(pa.array(radial.reshape(-1)), radial.shape[1]),
+    })
+    _write_table(out / "convergence.parquet", {k: [row[k] for row in result.convergence] for k in result.convergence[0]})
+    report = summary(result)
+    modes = report["modes"]
+    _write_table(out / "modes.parquet", {k: [m[k] for m in modes] for k in ("rank", "sample_index", "neighbors", "neighbor_fraction", "mccs")})
+    rows = [(int(result.anchor_index[a]), r, int(s), float(d)) for a, (idx, dist) in result.nearest.items() for r, (s, d) in enumerate(zip(idx, dist))]
+    _write_table(out / "neighbors.parquet", {name: [row[j] for row in rows] for j, name in enumerate(("anchor_index", "rank", "sample_index", "distance"))})
+    if result.no_face_samples:
+        (out / "no_face").mkdir(exist_ok=True)
+        for index, image in result.no_face_samples:
+            Image.fromarray(np.clip(np.rint(image * 255), 0, 255).astype(np.uint8)).save(out / "no_face" / f"{index}.png")
+    report["radial_radii"] = [float(r) for r in result.radii]
+    report["embedder"] = manifest["embedder"].get("name")
+    report["generator"] = manifest["generator"]
+    report.update(extra or {})
+    write_json(out / "report.json", report)
+    manifest = dict(manifest, status="complete", theta=result.theta, radius=result.radius, mccs_form=result.config.mccs_form,
+                    seed=result.config.seed)
+    write_json(out / "manifest.json", manifest)
+    return report
+
+
+def load_report(run_dir: str | Path) -> dict:
+    path = Path(run_dir) / "report.json"
+    if not path.is_file():
+        raise GancheckError(f"no report.json in {run_dir}; run `gancheck audit ... --out {run_dir}` first")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise GancheckError(f"{path} is not valid JSON ({exc.msg} at line {exc.lineno}); re-run the audit") from None
+
+
+def open_run(run_dir: str | Path, device: str = "auto"):
+    """Rebuild what a run used: ``(manifest, source, embedder)``; the source is prepared with the
+    run's seed, so ``source.images(indices)`` regenerates any sample, anchor or mode."""
+    path = Path(run_dir) / "manifest.json"
+    if not path.is_file():
+        raise GancheckError(f"{run_dir} is not a gancheck run directory (no manifest.json); give the --out of an audit")
+    try:
+        manifest = json.loads(path.read_text())
+        cfg = manifest["config"]
+        source, embedder = build_source_and_embedder(
+            cfg["generator"], cfg["embedder"], cfg.get("generator_options"), cfg.get("embedder_options"), device=device,
+            batch_size=cfg.get("batch_size", BATCH_SIZE), calibrator=cfg.get("calibrator"), force=cfg.get("force", False))
+    except (json.JSONDecodeError, KeyError) as exc:
+        raise GancheckError(f"{path} is damaged ({type(exc).__name__}: {exc}); re-run the audit") from None
+    source.prepare(cfg["seed"])
+    return manifest, source, embedder

@@ -1,0 +1,136 @@
+"""Checkpointing a run as shards: the collection is cut into fixed index ranges whose exact partial
+sums (:class:`gancheck.engine.accumulator.Partial`) are written atomically as Parquet files, listed with their
+sha256 in ``state.json``. A killed run resumes from the shards it finished; a partial or corrupt
+shard file fails its checksum and is computed again, never read as data."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+from gancheck.engine.accumulator import Partial
+from gancheck.engine.pipeline import ShardResult
+from gancheck.errors import GancheckError
+from gancheck.files import file_sha256, write_json
+
+STATE = "state.json"
+SHARD_DIR = "shards"
+#: The key of the anchors' checkpoint in state.json, beside the shard numbers.
+ANCHORS = -1
+
+
+def _fixed(values: np.ndarray):
+    import pyarrow as pa
+
+    values = np.ascontiguousarray(values)
+    return pa.FixedSizeListArray.from_arrays(pa.array(values.reshape(-1)), values.shape[1])
+
+
+def write_shard(run_dir: Path, result: ShardResult) -> tuple[str, str]:
+    """Write one shard atomically; returns (file name, sha256)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    p = result.partial
+    columns = {"sim_sum": p.sim_sum, "neighbors": p.neighbors, "radial": _fixed(p.radial), "nn_dist": _fixed(p.nn_dist),
+               "nn_index": _fixed(p.nn_index)}
+    snaps = []
+    for k, (index, n, s, nb) in enumerate(p.snapshots):
+        columns[f"snap{k}_sim_sum"], columns[f"snap{k}_neighbors"] = s, nb
+        snaps.append([int(index), int(n)])
+    meta = {"n": p.n, "snapshots": snaps, "display_dist": p.display_dist.tolist(), "display_index": p.display_index.tolist(),
+            "no_face": result.no_face, "skipped_nan": result.skipped_nan}
+    table = pa.table(columns).replace_schema_metadata({"gancheck": json.dumps(meta)})
+    folder = Path(run_dir) / SHARD_DIR
+    folder.mkdir(exist_ok=True)
+    name = f"shard-{result.index:06d}.parquet"
+    tmp = folder / f".{name}.tmp"
+    pq.write_table(table, tmp)
+    if result.embeddings is not None:
+        idx, vec = result.embeddings
+        emb_tmp = folder / f".emb-{result.index:06d}.parquet.tmp"
+        pq.write_table(pa.table({"sample_index": pa.array(idx, pa.int64()), "embedding": _fixed(np.asarray(vec, np.float32))}), emb_tmp)
+        os.replace(emb_tmp, folder / f"emb-{result.index:06d}.parquet")
+    os.replace(tmp, folder / name)
+    return name, file_sha256(folder / name)
+
+
+def write_anchors(run_dir: Path, indices: np.ndarray, vectors: np.ndarray, found: np.ndarray, ok: np.ndarray) -> tuple[str, str]:
+    """Checkpoint the anchors' embeddings atomically; returns (file name, sha256)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    folder = Path(run_dir) / SHARD_DIR
+    folder.mkdir(exist_ok=True)
+    tmp = folder / ".anchors.parquet.tmp"
+    pq.write_table(pa.table({"sample_index": indices, "embedding": _fixed(np.asarray(vectors, np.float32)), "found": found, "ok": ok}), tmp)
+    os.replace(tmp, folder / "anchors.parquet")
+    return "anchors.parquet", file_sha256(folder / "anchors.parquet")
+
+
+def read_anchors(run_dir: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    import pyarrow.parquet as pq
+
+    t = pq.read_table(Path(run_dir) / SHARD_DIR / "anchors.parquet")
+    vec = t.column("embedding").combine_chunks()
+    return vec.values.to_numpy().reshape(len(vec), vec.type.list_size), t.column("found").to_numpy(), t.column("ok").to_numpy()
+
+
+def read_shard(path: Path) -> ShardResult:
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(path)
+    meta = json.loads(table.schema.metadata[b"gancheck"])
+    col = lambda name: table.column(name).combine_chunks()  # noqa: E731
+
+    def fixed(name):
+        arr = col(name)
+        return arr.values.to_numpy(zero_copy_only=False).reshape(len(arr), arr.type.list_size)
+
+    snaps = [(i, n, col(f"snap{k}_sim_sum").to_numpy(), col(f"snap{k}_neighbors").to_numpy()) for k, (i, n) in enumerate(meta["snapshots"])]
+    partial = Partial(meta["n"], col("sim_sum").to_numpy().copy(), col("neighbors").to_numpy().copy(), fixed("radial").copy(),
+                      fixed("nn_dist").copy(), fixed("nn_index").copy(), np.array(meta["display_dist"], float),
+                      np.array(meta["display_index"], np.int64), snaps)
+    index = int(Path(path).stem.split("-")[1])
+    return ShardResult(index, partial, meta["no_face"], meta["skipped_nan"])
+
+
+class State:
+    """``state.json``: which shards are finished, with their checksums, for the run's settings."""
+
+    def __init__(self, run_dir: Path, fingerprint: dict):
+        self.path = Path(run_dir) / STATE
+        self.fingerprint = fingerprint
+        self.done: dict[int, dict] = {}
+
+    def load(self) -> list[str]:
+        """Read a previous state; returns warnings about shards that must be redone."""
+        if not self.path.exists():
+            return []
+        try:
+            data = json.loads(self.path.read_text())
+        except json.JSONDecodeError:
+            return [f"{self.path} is damaged; every shard will be recomputed"]
+        if data.get("fingerprint") != self.fingerprint:
+            changed = sorted(k for k in set(self.fingerprint) | set(data.get("fingerprint", {}))
+                             if self.fingerprint.get(k) != data.get("fingerprint", {}).get(k))
+            raise GancheckError(f"the run in {self.path.parent} was started with other settings ({', '.join(changed)}); "
+                                "resume with the same settings, or start afresh with --overwrite")
+        warnings = []
+        for key, entry in data.get("shards", {}).items():
+            path = self.path.parent / SHARD_DIR / entry["file"]
+            if not path.is_file() or file_sha256(path) != entry["sha256"]:
+                warnings.append(f"shard {key} ({entry['file']}) is missing or corrupt; recomputing it")
+                continue
+            self.done[int(key)] = entry
+        return warnings
+
+    def mark(self, j: int, file: str, sha256: str) -> None:
+        self.done[j] = {"file": file, "sha256": sha256}
+        write_json(self.path, {"fingerprint": self.fingerprint, "shards": {str(k): v for k, v in sorted(self.done.items())}})
+
+    def shard_path(self, j: int) -> Path:
+        return self.path.parent / SHARD_DIR / self.done[j]["file"]

@@ -1,0 +1,96 @@
+"""The image source every audit reads from: a latent generator or a folder of its images."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+import numpy as np
+
+from gancheck.errors import GancheckError
+from gancheck.images import OutputFormat
+from gancheck.registry import Registry
+from gancheck.sources.latents import ANCHOR_OFFSET, LatentPrior, anchor_indices
+from gancheck.defaults import BATCH_SIZE
+
+SOURCES: Registry = Registry("generator source", attribute="kind")
+register = SOURCES.register
+
+
+def load_generator(spec: str, **options) -> "Source":
+    """The source for ``spec``: a folder, a ``.onnx`` file, a TorchScript file, or ``pkg.mod:attr``."""
+    for cls in SOURCES:
+        if cls.accepts(spec):
+            return cls(spec, **{k: v for k, v in options.items() if v is not None and k in cls.options})
+    raise GancheckError(
+        f"generator not found: {spec} (give an existing .onnx or TorchScript file, a folder of images, "
+        "or a Python callable as package.module:attr)"
+    )
+
+
+class Source(ABC):
+    """Where images come from. Sample indices ``0..n-1`` form the collection C; anchors A use
+    other indices (disjoint by construction)."""
+
+    kind: str = ""
+    #: constructor keyword options this kind understands (the CLI passes only these)
+    options: tuple[str, ...] = ()
+    latent_prior: LatentPrior | None = None
+    #: set by the pipeline: NaN images come back as NaN (skipped and counted) instead of an error
+    allow_nan: bool = False
+
+    @classmethod
+    @abstractmethod
+    def accepts(cls, spec: str) -> bool: ...
+
+    @abstractmethod
+    def images(self, indices: np.ndarray) -> np.ndarray:
+        """float32 (N, H, W, 3) images in [0, 1] for the given sample indices."""
+
+    def prepare(self, seed: int) -> None:
+        """Fix anything that must not depend on batching (output format), before the first batch."""
+        self.seed = int(seed)
+
+    def anchor_indices(self, n: int) -> np.ndarray:
+        return anchor_indices(n)
+
+    def collection_indices(self, n: int, n_anchors: int = 0) -> np.ndarray:
+        return np.arange(n, dtype=np.int64)
+
+    def describe(self) -> dict:
+        return {"kind": self.kind}
+
+
+class LatentSource(Source):
+    """A generator ``z -> image`` with latents drawn from ``sampler`` (the prior, or a calibrator:
+    anything with ``sample(seed, indices)``)."""
+
+    def __init__(self, layout: str = "auto", value_range: str = "auto", batch_size: int = BATCH_SIZE):
+        self.format = OutputFormat(layout, value_range)
+        self.batch_size = int(batch_size)
+        self.sampler = None
+        self.seed = 0
+
+    @abstractmethod
+    def generate(self, z: np.ndarray):
+        """Raw generator output for a latent batch (any array-like)."""
+
+    def latents(self, indices: np.ndarray) -> np.ndarray:
+        sampler = self.sampler or self.latent_prior
+        return sampler.sample(self.seed, indices)
+
+    def prepare(self, seed: int) -> None:
+        super().prepare(seed)
+        # The probe uses fixed anchor indices, so detection is the same for every batch size.
+        probe = self.latents(np.arange(ANCHOR_OFFSET, ANCHOR_OFFSET + 8))
+        self.format = self.format.resolve(self.generate(probe))
+
+    def images(self, indices: np.ndarray) -> np.ndarray:
+        indices = np.asarray(indices, dtype=np.int64)
+        out = []
+        for start in range(0, len(indices), self.batch_size):
+            part = indices[start : start + self.batch_size]
+            out.append(self.format.convert(self.generate(self.latents(part)), first_index=int(part[0]), allow_nan=self.allow_nan))
+        return np.concatenate(out) if out else np.zeros((0, 1, 1, 3), np.float32)
+
+    def describe(self) -> dict:
+        return {"kind": self.kind, "latent_prior": self.latent_prior.to_dict(), "output": self.format.to_dict()}
