@@ -28,7 +28,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from gancheck.api import audit, build_source_and_embedder  # noqa: E402
+from gancheck.api import audit  # noqa: E402
+from gancheck.components import build_source_and_embedder  # noqa: E402
 from gancheck.run.audit import AuditConfig  # noqa: E402
 from gancheck.sources.planted import DEMO_MODEL  # noqa: E402
 from gancheck.engine.accumulator import CollapseAccumulator  # noqa: E402

@@ -62,7 +62,7 @@ def ordinary_share(run_dir):
 
 @pytest.mark.parametrize("method", ["gmm", "is", "rejection"])
 def test_calibration_removes_most_of_the_planted_excess(method, planted15, planted_run, calibrations):
-    from gancheck.calibrate import calibrated_generator
+    from gancheck.components import calibrated_generator
 
     result, path, proof = calibrations(method)
     idx = np.arange(N if method != "rejection" else 4000)
@@ -96,7 +96,7 @@ def test_is_reports_region_precision_and_recall_on_held_out_samples(calibrations
 
 
 def test_rejection_says_it_needs_the_descriptor_at_sampling_time(calibrations):
-    from gancheck.calibrate import load_calibrator
+    from gancheck.calibrators import load_calibrator
     from gancheck.errors import GancheckError
 
     result, path, _ = calibrations("rejection")
@@ -107,7 +107,7 @@ def test_rejection_says_it_needs_the_descriptor_at_sampling_time(calibrations):
 
 
 def test_gmm_moves_mass_only_away_from_clusters_with_dense_images(calibrations):
-    from gancheck.calibrate import load_calibrator
+    from gancheck.calibrators import load_calibrator
 
     result, path, _ = calibrations("gmm")
     cal = load_calibrator(path)
@@ -127,7 +127,7 @@ def test_equal_gmm_weights_reproduce_the_prior(calibrations, tmp_path):
     file, whose weights differ, must fail the same test: the test can tell them apart."""
     from scipy import stats
 
-    from gancheck.calibrate import load_calibrator
+    from gancheck.calibrators import load_calibrator
     from gancheck.calibrators.fileformat import write_calibrator
 
     _, path, _ = calibrations("gmm")
@@ -175,7 +175,7 @@ def test_tilt_has_no_division_by_zero_and_equal_fractions_give_equal_weights():
 
 
 def test_latents_depend_only_on_seed_and_index(calibrations):
-    from gancheck.calibrate import load_calibrator
+    from gancheck.calibrators import load_calibrator
 
     _, path, _ = calibrations("is")
     cal = load_calibrator(path)

@@ -165,7 +165,7 @@ def reference_sample(path, seed, first, count, tmp_path, generator=None):
 def test_sampling_from_the_document_alone_matches_gancheck(method, files, tmp_path):
     from scipy import stats
 
-    from gancheck.calibrate import load_calibrator
+    from gancheck.calibrators import load_calibrator
 
     cal = load_calibrator(files[method])
     ours = reference_sample(files[method], 21, 0, 4000, tmp_path)
@@ -184,7 +184,7 @@ def test_sampling_from_the_document_alone_matches_gancheck(method, files, tmp_pa
 
 
 def test_rejection_sampling_from_the_document_alone_matches_gancheck(files, tmp_path):
-    from gancheck.calibrate import calibrated_generator
+    from gancheck.components import calibrated_generator
 
     ours = reference_sample(files["rejection"], 9, 0, 600, tmp_path, generator=files["model"])
     source = calibrated_generator(str(files["model"]), files["rejection"], seed=9)
@@ -223,7 +223,7 @@ def sample_cli(model, calibrator, tmp_path, *extra):
 
 
 def test_truncated_file_is_refused(files, tmp_path):
-    from gancheck.calibrate import load_calibrator
+    from gancheck.calibrators import load_calibrator
     from gancheck.errors import GancheckError
 
     data = files["is"].read_bytes()
@@ -236,7 +236,7 @@ def test_truncated_file_is_refused(files, tmp_path):
 
 
 def test_corrupt_file_is_refused(files, tmp_path):
-    from gancheck.calibrate import load_calibrator
+    from gancheck.calibrators import load_calibrator
     from gancheck.errors import GancheckError
 
     data = bytearray(files["gmm"].read_bytes())
@@ -256,7 +256,7 @@ def test_corrupt_file_is_refused(files, tmp_path):
 def test_foreign_or_future_files_are_refused(files, tmp_path):
     from safetensors.numpy import save, save_file
 
-    from gancheck.calibrate import load_calibrator
+    from gancheck.calibrators import load_calibrator
     from gancheck.errors import GancheckError
 
     save_file({"x": np.zeros(3, np.float32)}, str(tmp_path / "plain.safetensors"))
