@@ -147,7 +147,7 @@ class DlibEmbedder(Embedder):
     threshold_source = (
         f"dlib's same-identity threshold, Euclidean {EUCLIDEAN_THRESHOLD} on raw descriptors (dlib "
         f"dnn_face_recognition_ex, LFW 99.38%), at the measured median descriptor norm {TYPICAL_NORM}: "
-        f"theta = arccos(1 - 0.6^2 / (2 * {TYPICAL_NORM}^2)) / pi; r = theta * 0.25/0.3 (paper's code); "
+        f"theta = arccos(1 - 0.6^2 / (2 * {TYPICAL_NORM}^2)) / pi; r = theta * 0.25/0.3 (gancheck's convention: the paper's Fig. 7 radius over its code's smallest theta); "
         "docs/thresholds.md"
     )
 

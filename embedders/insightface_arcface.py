@@ -87,7 +87,7 @@ class InsightFaceEmbedder(Embedder):
     threshold_source = (
         f"InsightFace 2.1's verification threshold, cosine similarity {COSINE_THRESHOLD} (gui/core/constants.py "
         f"DEFAULT_THRESHOLD) for buffalo_l w600k_r50: theta = arccos({COSINE_THRESHOLD}) / pi; "
-        "r = theta * 0.25/0.3 (paper's code); docs/thresholds.md"
+        "r = theta * 0.25/0.3 (gancheck's convention: the paper's Fig. 7 radius over its code's smallest theta); docs/thresholds.md"
     )
 
     def __init__(

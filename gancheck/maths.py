@@ -77,7 +77,8 @@ def mccs(m: np.ndarray, form: str = "paper") -> np.ndarray:
     """Eq. (7): Monte Carlo Collapse Score from the expected similarity ``m`` (Eq. 6).
 
     ``paper``: ``1 / (1 - ln m)``, in (0, 1], with its limit 0 at m = 0.
-    ``reference``: the authors' published code, ``1 / (-log10 m)``: 0 at m = 0, unbounded, inf at m = 1.
+    ``reference``: the authors' published code, ``1 / (-log10 m)``, unbounded. Their script raises at
+    m = 0 and m = 1; returning 0 at m = 0 and inf at m = 1 are gancheck's conventions.
     """
     m = np.asarray(m, dtype=np.float64)
     with np.errstate(divide="ignore"):

@@ -4,7 +4,7 @@ For each dense mode ``I_m`` the paper accepts latents inside a region of latent 
 probability ``p = N_r0(I_r) / N_r0(I_m)`` and all others always; its region is the convex hull of
 the latents whose images lie within ``r0`` of ``I_m``. The hull of ~100 points in 512 dimensions has
 measure zero, so a literal hull test never fires (SPEC section 3). The region here is learned from
-both sides of the boundary: a ridge-regularised logistic classifier on the features ``(z, ||z||^2)``,
+both sides of the boundary: a ridge-regularised logistic classifier (scikit-learn) on the features ``(z, ||z||^2)``,
 so the region ``{z : w.z + q ||z||^2 + b >= 0}`` can be a half-space, a ball or a ball's complement
 (the smooth-manifold assumption of the paper, made testable). It is trained on 3/5 of the run's
 samples, its ridge penalty and threshold maximise F1 on another 1/5, and its precision and recall
@@ -17,6 +17,8 @@ for latents small enough for a hull to have volume.
 from __future__ import annotations
 
 import numpy as np
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import f1_score, precision_recall_curve, precision_score, recall_score
 
 from gancheck.calibrators.base import Calibrator, modes_acceptance, register
 from gancheck.errors import GancheckError
@@ -44,57 +46,29 @@ def region_scores(z: np.ndarray, weights: np.ndarray, quadratic: np.ndarray, bia
     return z @ weights.T + (z * z).sum(axis=1, keepdims=True) * quadratic[None, :] + bias[None, :]
 
 
-def fit_logistic(x: np.ndarray, y: np.ndarray, ridge: float = 1.0, iters: int = 100, start: np.ndarray | None = None) -> tuple[np.ndarray, float]:
-    """Class-balanced, ridge-penalised logistic regression by Newton's method: ``(beta, intercept)``
-    minimising ``sum_i s_i log(1 + exp(-(2 y_i - 1)(x_i.beta + c))) + ridge/2 |beta|^2``, with
-    ``s_i`` weighting both classes equally (the dense class is often rare). ``start``: initial
-    ``(beta, intercept)`` concatenated (a neighbouring ridge's solution converges in few steps)."""
-    y = np.asarray(y, dtype=np.float64)
-    n_pos, n = y.sum(), len(y)
-    s = np.where(y > 0, n / (2.0 * n_pos), n / (2.0 * (n - n_pos)))
-    xa = np.concatenate([x, np.ones((n, 1))], axis=1)
-    beta = np.zeros(xa.shape[1]) if start is None else np.array(start, dtype=np.float64)
-    penalty = np.full(xa.shape[1], ridge)
-    penalty[-1] = 0.0  # the intercept is not shrunk
-    sign = 2.0 * y - 1.0
-
-    def loss(b):
-        return float((s * np.logaddexp(0.0, -sign * (xa @ b))).sum() + 0.5 * (penalty * b * b).sum())
-
-    current = loss(beta)
-    for _ in range(iters):
-        p = 0.5 * (1.0 + np.tanh(0.5 * (xa @ beta)))  # sigmoid without overflow
-        grad = xa.T @ (s * (p - y)) + penalty * beta
-        hess = (xa * (s * p * (1.0 - p))[:, None]).T @ xa + np.diag(penalty + 1e-9)
-        step = np.linalg.solve(hess, grad)
-        t = 1.0
-        while t > 1e-6:  # backtracking: Newton can overshoot on (nearly) separable data
-            trial = loss(beta - t * step)
-            if trial <= current:
-                break
-            t *= 0.5
-        beta, previous, current = beta - t * step, current, trial
-        if previous - current < 1e-9 * max(1.0, abs(current)):
-            break
-    return beta[:-1], float(beta[-1])
+def fit_logistic(x: np.ndarray, y: np.ndarray, ridge: float = 1.0, start: LogisticRegression | None = None) -> LogisticRegression:
+    """Class-balanced, ridge-penalised logistic regression (scikit-learn): minimises
+    ``sum_i s_i log(1 + exp(-(2 y_i - 1)(x_i.beta + c))) + ridge/2 |beta|^2`` with ``s_i`` weighting
+    both classes equally (the dense class is often rare); the intercept is not shrunk. ``start``: the
+    model fitted at a neighbouring ridge, refitted from its solution (warm start)."""
+    model = start if start is not None else LogisticRegression(class_weight="balanced", warm_start=True, tol=1e-8, max_iter=1000)
+    model.set_params(C=1.0 / ridge)
+    return model.fit(x, np.asarray(y, dtype=bool))
 
 
 def best_f1_threshold(scores: np.ndarray, y: np.ndarray) -> float:
-    """The score threshold (predict dense where score >= t) with the best F1 on (scores, y)."""
-    order = np.argsort(-scores, kind="stable")
-    s, yy = scores[order], y[order].astype(np.float64)
-    tp = np.cumsum(yy)
-    predicted = np.arange(1, len(s) + 1)
-    f1 = 2.0 * tp / (predicted + yy.sum())
-    # Only cut between distinct scores: a threshold cannot separate equal scores.
-    last_of_run = np.append(s[1:] != s[:-1], True)
-    best = int(np.argmax(np.where(last_of_run, f1, -1.0)))
-    return float(s[best]) if best + 1 >= len(s) else float(0.5 * (s[best] + s[best + 1]))
+    """The score threshold (predict dense where score >= t) with the best F1 on (scores, y), placed
+    halfway to the next lower score so that it does not sit on a sample."""
+    precision, recall, thresholds = precision_recall_curve(y, scores)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        f1 = np.nan_to_num(2 * precision * recall / (precision + recall))[:-1]
+    t = float(thresholds[int(np.argmax(f1))])
+    lower = scores[scores < t]
+    return t if not len(lower) else float(0.5 * (t + lower.max()))
 
 
 def precision_recall(predicted: np.ndarray, truth: np.ndarray) -> tuple[float, float]:
-    tp = float((predicted & truth).sum())
-    return (tp / predicted.sum() if predicted.any() else 1.0), (tp / truth.sum() if truth.any() else 1.0)
+    return (float(precision_score(truth, predicted, zero_division=1.0)), float(recall_score(truth, predicted, zero_division=1.0)))
 
 
 def split_of(indices: np.ndarray) -> np.ndarray:
@@ -110,21 +84,21 @@ def fit_region(z: np.ndarray, y: np.ndarray, split: np.ndarray, ridges: tuple[fl
     feats = region_features(z)
     y = np.asarray(y, dtype=bool)
     train = np.flatnonzero(split == 0)
-    if len(train) > MAX_TRAIN:  # Newton's cost grows with n dim^2; an even thinning keeps both classes' shares
+    if len(train) > MAX_TRAIN:  # an even thinning bounds the fit's cost and keeps both classes' shares
         train = train[np.linspace(0, len(train) - 1, MAX_TRAIN).astype(np.int64)]
     mu, sd = feats[train].mean(axis=0), feats[train].std(axis=0)
     sd = np.where(sd > 0, sd, 1.0)
     val, test = split == 1, split == 2
-    best, start = None, None
+    best, model = None, None
     x_train = (feats[train] - mu) / sd
     for ridge in ridges:
-        beta, c = fit_logistic(x_train, y[train], ridge, start=start)
-        start = np.append(beta, c)
+        model = fit_logistic(x_train, y[train], ridge, start=model)
+        beta, c = model.coef_[0].astype(np.float64), float(model.intercept_[0])
         w_all = beta / sd  # back to raw features: score = w_all . feats + b
         b = c - float((beta * mu / sd).sum())
         scores = feats @ w_all + b
         threshold = best_f1_threshold(scores[val], y[val])
-        f1 = f1_score(scores[val] >= threshold, y[val])
+        f1 = float(f1_score(y[val], scores[val] >= threshold, zero_division=1.0))
         if best is None or f1 > best[0]:
             best = (f1, ridge, w_all, b, threshold, scores)
     f1, ridge, w_all, b, threshold, scores = best
@@ -133,11 +107,6 @@ def fit_region(z: np.ndarray, y: np.ndarray, split: np.ndarray, ridges: tuple[fl
     figures = {"precision": precision, "recall": recall, "held_out": int(test.sum()), "held_out_in_mode": int(y[test].sum()),
                "region_share": float(inside.mean()), "train": int(len(train)), "ridge": ridge, "validation_f1": f1}
     return w_all[:-1], float(w_all[-1]), b - threshold, figures
-
-
-def f1_score(predicted: np.ndarray, truth: np.ndarray) -> float:
-    tp = float((predicted & truth).sum())
-    return 2.0 * tp / (predicted.sum() + truth.sum()) if (predicted.sum() + truth.sum()) else 1.0
 
 
 def hull_facets(points: np.ndarray) -> np.ndarray:
