@@ -27,6 +27,7 @@ from embedders.base import Embedder, l2_normalise, register
 from embedders.face_align import fixed_crop, FIXED_TEMPLATES
 from gancheck.errors import GancheckError
 from gancheck.maths import angular_distance_from_euclidean, radius_from_theta
+from gancheck.images import to_uint8
 
 MODEL_FILES = ("dlib_face_recognition_resnet_model_v1.dat", "shape_predictor_5_face_landmarks.dat")
 INSTALL_HINT = "pip install face-recognition-models dlib-bin"
@@ -132,10 +133,6 @@ def _describe(models: _Models, kind: str, batch: np.ndarray) -> tuple[np.ndarray
 
 def _worker_run(task: tuple[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     return _describe(_worker_models, *task)
-
-
-def to_uint8(images: np.ndarray) -> np.ndarray:
-    return np.clip(np.asarray(images, dtype=np.float32) * 255.0 + 0.5, 0, 255).astype(np.uint8)
 
 
 @register("dlib")

@@ -29,6 +29,7 @@ from gancheck.errors import GancheckError
 from gancheck.onnx_runtime import open_session
 from gancheck.maths import angular_distance, radius_from_theta
 from gancheck.defaults import BATCH_SIZE
+from gancheck.images import to_uint8
 
 ENV_VAR = "GANCHECK_INSIGHTFACE_DIR"
 DEFAULT_DIR = Path("~/.insightface/models")
@@ -140,7 +141,7 @@ class InsightFaceEmbedder(Embedder):
 
     def detect_landmarks(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """5 landmarks (N, 5, 2) of the most prominent face in each image, and the found mask."""
-        u8 = np.clip(images * 255.0 + 0.5, 0, 255).astype(np.uint8)[..., ::-1]  # SCRFD takes BGR
+        u8 = to_uint8(images)[..., ::-1]  # SCRFD takes BGR
         landmarks = np.zeros((len(images), 5, 2))
         found = np.zeros(len(images), dtype=bool)
         for i, im in enumerate(u8):

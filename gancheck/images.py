@@ -104,4 +104,6 @@ def check_raw(x: np.ndarray, first_index: int | None, allow_nan: bool = False) -
 
 
 def to_uint8(images: np.ndarray) -> np.ndarray:
-    return np.clip(np.rint(images * 255.0), 0, 255).astype(np.uint8)
+    """Images with values in [0, 1] as uint8 (0..255, rounded to nearest): the one conversion every
+    descriptor, picture and PNG uses."""
+    return np.clip(np.rint(np.asarray(images, dtype=np.float32) * 255.0), 0, 255).astype(np.uint8)

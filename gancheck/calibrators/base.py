@@ -118,11 +118,6 @@ class Calibrator(ABC):
                                 "it cannot be applied even with --force: calibrate this generator's own audit")
         return tuple(prior.shape)
 
-    def describe(self) -> dict:
-        h = self.header
-        return {"method": self.method, "path": str(self.path), "latent": h["latent"], "generator": h["generator"],
-                "dense_modes": h["dense_modes"], "needs_generator": self.needs_generator}
-
 
 def modes_acceptance(inside: np.ndarray, mode_acceptance: np.ndarray) -> np.ndarray:
     """(k,) acceptance from (k, M) membership: the smallest p_m among the modes a sample is in, else 1."""

@@ -24,6 +24,7 @@ from gancheck.numbers import format_p, format_share
 from gancheck.errors import GancheckError
 from gancheck.run.directory import open_run
 from gancheck.defaults import BATCH_SIZE
+from gancheck.images import to_uint8
 
 # ----------------------------------------------------------------------------- images
 
@@ -33,7 +34,7 @@ def _png(image) -> str:
     from PIL import Image
 
     if not isinstance(image, Image.Image):
-        image = Image.fromarray(np.clip(np.rint(np.asarray(image) * 255), 0, 255).astype(np.uint8))
+        image = Image.fromarray(to_uint8(np.asarray(image)))
     buf = io.BytesIO()
     image.save(buf, format="PNG", optimize=True)
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
@@ -42,7 +43,7 @@ def _png(image) -> str:
 def _tile(image: np.ndarray, size: int):
     from PIL import Image
 
-    im = Image.fromarray(np.clip(np.rint(image * 255), 0, 255).astype(np.uint8))
+    im = Image.fromarray(to_uint8(image))
     return im.resize((size, size), Image.BICUBIC if im.width < size else Image.LANCZOS)
 
 

@@ -70,8 +70,5 @@ class FolderSource(Source):
     def images(self, indices: np.ndarray) -> np.ndarray:
         return np.stack([self._load(i) for i in indices]) if len(indices) else np.zeros((0, 1, 1, 3), np.float32)
 
-    def path_of(self, index: int) -> str:
-        return str(self.files[int(index)])
-
     def describe(self) -> dict:
         return {"kind": self.kind, "path": str(self.path), "files": len(self.files), "size": self.size}
