@@ -73,6 +73,13 @@ def similarity(d: np.ndarray, theta: float) -> np.ndarray:
     return np.expm1(np.maximum(0.0, theta - np.asarray(d, dtype=np.float64))) / np.expm1(theta)
 
 
+def expected_similarity(similarity_sum: np.ndarray, n: int) -> np.ndarray:
+    """Eq. (6): ``m(I') = (1/n) sum_i s(I', G(z_i))`` from each anchor's running sum of Eq. (3) over
+    ``n`` collection samples (0 before the first sample)."""
+    similarity_sum = np.asarray(similarity_sum, dtype=np.float64)
+    return similarity_sum / n if n else np.zeros_like(similarity_sum)
+
+
 def mccs(m: np.ndarray, form: str = "paper") -> np.ndarray:
     """Eq. (7): Monte Carlo Collapse Score from the expected similarity ``m`` (Eq. 6).
 
@@ -124,7 +131,7 @@ def distinct_modes(anchors: np.ndarray, neighbors: np.ndarray, scores: np.ndarra
 def brute_force(anchors: np.ndarray, collection: np.ndarray, theta: float, radius: float, form: str = "paper") -> dict:
     """Float64 reference of Eqs. 3-8 for every anchor-sample pair at once (for tests; O(|A||C|) memory)."""
     d = pairwise_distance(anchors, collection)
-    m = similarity(d, theta).mean(axis=1)
+    m = expected_similarity(similarity(d, theta).sum(axis=1), d.shape[1])
     scores = mccs(m, form)
     mu, sigma = population_stats(scores)
     return {"m": m, "mccs": scores, "neighbors": (d <= radius).sum(axis=1), "mean": mu, "std": sigma}

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from gancheck.maths import angular_distance, normalise64, similarity
+from gancheck.maths import angular_distance, expected_similarity, normalise64, similarity
 
 BACKENDS = ("auto", "blas", "faiss")
 # float32 dot products of unit vectors err by ~1e-7; screen with this much slack.
@@ -222,5 +222,5 @@ class CollapseAccumulator:
     def result(self) -> dict:
         """Per-anchor expected similarity m (Eq. 6) and N_r over everything seen so far."""
         p = self.part
-        m = p.sim_sum / p.n if p.n else np.zeros_like(p.sim_sum)
+        m = expected_similarity(p.sim_sum, p.n)
         return {"m": m, "neighbors": p.neighbors.copy(), "n": p.n, "radii": self.radii, "radial": p.radial.copy()}
