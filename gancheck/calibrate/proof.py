@@ -55,47 +55,14 @@ def described(vectors: np.ndarray, no_face: str) -> tuple[np.ndarray, np.ndarray
 def prove(data: FitData, calibrator_path: str | Path, proof_dir: str | Path, overwrite: bool = False, device: str = "auto", progress=None) -> dict:
     """Re-audit ``calibrator_path`` with the run's generator, descriptor and sizes into ``proof_dir``;
     returns the before/after figures (the content of calibration.json, written by the caller)."""
-    import pyarrow.parquet as pq
-
     cfg, before = data.config, data.report
-    # The run's own settings; the executor stays local (a Ray cluster may be gone by now).
-    same = {k: cfg[k] for k in ("chunk_size", "backend", "top_k", "neighbors_k", "shard_size", "on_nan", "retries") if k in cfg}
-    after = audit_into(cfg["generator"], proof_dir, n=int(cfg["n"]), anchors=int(cfg["anchors"]), seed=data.seed, embedder=cfg["embedder"],
-                  overwrite=overwrite, device=device, threads=cfg.get("threads"), progress=progress, generator_options=cfg.get("generator_options"),
-                  embedder_options=cfg.get("embedder_options"), batch_size=int(cfg.get("batch_size", BATCH_SIZE)), calibrator=calibrator_path,
-                  theta=before["theta"], radius=before["radius"], mccs_form=before["mccs_form"], no_face=data.no_face, save_embeddings=True, **same)
-    saved = pq.read_table(Path(proof_dir) / "embeddings.parquet").to_pydict()
-    calibrated = np.asarray(saved["embedding"], dtype=np.float32)
-
-    # A second, independent draw of the plain generator, for the noise floor.
-    _, floor = embed_samples(data.source, data.embedder, FLOOR_OFFSET + np.arange(int(cfg["n"]), dtype=np.int64), cfg, progress, "floor")
-
-    def off_mode(v):
-        near = pairwise_distance(v, data.mode_vectors) <= data.r0
-        vec, found = described(v, data.no_face)
-        return vec[found & ~near.any(axis=1)]
-
-    reference, cal_off, floor_off = off_mode(data.vectors), off_mode(calibrated), off_mode(floor)
-    # The estimate's bias depends on the sample sizes: compare sets of equal size (first rows, in index order).
-    size = min(len(cal_off), len(floor_off))
-    cal_off, floor_off = cal_off[:size], floor_off[:size]
-    fd = frechet_distance(cal_off, reference)
-    fd_floor = frechet_distance(floor_off, reference)
-
+    after, calibrated = re_audit(data, calibrator_path, proof_dir, overwrite, device, progress)
     near_after = pairwise_distance(calibrated, data.mode_vectors) <= data.r0
     share_before, share_after = float(data.dense.mean()), float(near_after.any(axis=1).mean())
     cal = load_calibrator(calibrator_path)
     draws, measured_on = measured_draws(cal, data, int(cfg["n"]), int(cfg["anchors"]))
-    region = cal.header["fit"].get("regions")
-
-    def side(rep, share, per_mode, draws_per_sample):
-        w = rep["worst_mode"]
-        return {"dense_share": share, "dense_share_per_mode": per_mode, "mccs": {"mean": rep["mccs"]["mean"], "std": rep["mccs"]["std"]},
-                "worst_mode": {"sample_index": w["sample_index"], "neighbor_fraction": w["neighbor_fraction"], "mccs": w["mccs"]},
-                "draws_per_sample": draws_per_sample}
-
     z = share_drop_z(share_before, data.n, share_after, len(calibrated))
-    result = {
+    return {
         "format": "gancheck-calibration",
         "method": cal.method,
         "calibrator": {"path": str(Path(calibrator_path).resolve()), "sha256": file_sha256(calibrator_path)},
@@ -110,24 +77,70 @@ def prove(data: FitData, calibrator_path: str | Path, proof_dir: str | Path, ove
         "before": side(before, share_before, [float(s) for s in data.near.mean(axis=0)], 1.0),
         "after": side(after, share_after, [float(s) for s in near_after.mean(axis=0)], draws),
         "draws_measured_on": measured_on,
-        "frechet": {"calibrated_vs_original": fd, "noise_floor": fd_floor, "ratio": fd / fd_floor if fd_floor > 0 else None,
-                    "space": "descriptor", "outside_dense_modes": True,
-                    "sizes": {"original": len(reference), "calibrated": len(cal_off), "floor_draw": len(floor_off)},
-                    "floor_draw_indices": f"{FLOOR_OFFSET} + i, i < {int(cfg['n'])}, same seed"},
-        "region": region,
+        "frechet": frechet_figures(data, calibrated, progress),
+        "region": cal.header["fit"].get("regions"),
         "needs_descriptor_at_sampling": cal.needs_generator,
         "share_drop": {"z": z if np.isfinite(z) else None, "required_z": DROP_Z,
                        "test": "one-sided two-proportion z: (before - after) / sqrt(b(1-b)/n_b + a(1-a)/n_a)"},
         "improved": bool(z > DROP_Z),
-        "notes": [],
+        "notes": notes(cal),
     }
+
+
+def re_audit(data: FitData, calibrator_path, proof_dir, overwrite: bool, device: str, progress) -> tuple[dict, np.ndarray]:
+    """The calibrated sampler audited with the run's own settings: ``(report, collection vectors)``.
+    The executor stays local (a Ray cluster may be gone by now)."""
+    import pyarrow.parquet as pq
+
+    cfg, before = data.config, data.report
+    same = {k: cfg[k] for k in ("chunk_size", "backend", "top_k", "neighbors_k", "shard_size", "on_nan", "retries") if k in cfg}
+    after = audit_into(cfg["generator"], proof_dir, n=int(cfg["n"]), anchors=int(cfg["anchors"]), seed=data.seed, embedder=cfg["embedder"],
+                       overwrite=overwrite, device=device, threads=cfg.get("threads"), progress=progress, generator_options=cfg.get("generator_options"),
+                       embedder_options=cfg.get("embedder_options"), batch_size=int(cfg.get("batch_size", BATCH_SIZE)), calibrator=calibrator_path,
+                       theta=before["theta"], radius=before["radius"], mccs_form=before["mccs_form"], no_face=data.no_face, save_embeddings=True, **same)
+    saved = pq.read_table(Path(proof_dir) / "embeddings.parquet").to_pydict()
+    return after, np.asarray(saved["embedding"], dtype=np.float32)
+
+
+def frechet_figures(data: FitData, calibrated: np.ndarray, progress) -> dict:
+    """Fréchet distance of calibrated vs original samples outside the dense modes, against the
+    noise floor: a second, independent draw of the plain generator of the same size."""
+    cfg = data.config
+    _, floor = embed_samples(data.source, data.embedder, FLOOR_OFFSET + np.arange(int(cfg["n"]), dtype=np.int64), cfg, progress, "floor")
+
+    def off_mode(v):
+        near = pairwise_distance(v, data.mode_vectors) <= data.r0
+        vec, found = described(v, data.no_face)
+        return vec[found & ~near.any(axis=1)]
+
+    reference, cal_off, floor_off = off_mode(data.vectors), off_mode(calibrated), off_mode(floor)
+    # The estimate's bias depends on the sample sizes: compare sets of equal size (first rows, in index order).
+    size = min(len(cal_off), len(floor_off))
+    cal_off, floor_off = cal_off[:size], floor_off[:size]
+    fd, fd_floor = frechet_distance(cal_off, reference), frechet_distance(floor_off, reference)
+    return {"calibrated_vs_original": fd, "noise_floor": fd_floor, "ratio": fd / fd_floor if fd_floor > 0 else None,
+            "space": "descriptor", "outside_dense_modes": True,
+            "sizes": {"original": len(reference), "calibrated": len(cal_off), "floor_draw": len(floor_off)},
+            "floor_draw_indices": f"{FLOOR_OFFSET} + i, i < {int(cfg['n'])}, same seed"}
+
+
+def side(report: dict, share: float, per_mode: list[float], draws_per_sample: float) -> dict:
+    """One column of the before/after table."""
+    w = report["worst_mode"]
+    return {"dense_share": share, "dense_share_per_mode": per_mode, "mccs": {"mean": report["mccs"]["mean"], "std": report["mccs"]["std"]},
+            "worst_mode": {"sample_index": w["sample_index"], "neighbor_fraction": w["neighbor_fraction"], "mccs": w["mccs"]},
+            "draws_per_sample": draws_per_sample}
+
+
+def notes(cal) -> list[str]:
+    out = []
     if cal.needs_generator:
-        result["notes"].append(f"this calibrator decides on the generated image: sampling with it runs the descriptor "
-                               f"{cal.header['descriptor']['spec']!r} on every candidate, so the descriptor must ship with it")
+        out.append(f"this calibrator decides on the generated image: sampling with it runs the descriptor "
+                   f"{cal.header['descriptor']['spec']!r} on every candidate, so the descriptor must ship with it")
     if cal.header["params"].get("limited_by") == "no_held_out_gain":
-        result["notes"].append("no cell reweighting lowered the dense share on held-out samples (the clusters' dense fractions "
-                               "are noise at this size): the gmm calibrator is the plain prior; audit with a larger --n or use is/rejection")
-    return result
+        out.append("no cell reweighting lowered the dense share on held-out samples (the clusters' dense fractions "
+                   "are noise at this size): the gmm calibrator is the plain prior; audit with a larger --n or use is/rejection")
+    return out
 
 
 def measured_draws(cal, data: FitData, n: int, anchors: int) -> tuple[float, int]:
