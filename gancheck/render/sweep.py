@@ -1,0 +1,60 @@
+"""A class sweep's page, ``OUT/report.html``: the ranking table (mean MCCS and spread with their
+confidence intervals, the worst mode's MCCS and share) and one small figure per class, the
+distribution of its anchors' MCCS, all on one scale. Each class's own report is linked."""
+
+from __future__ import annotations
+
+import html
+from pathlib import Path
+
+import numpy as np
+
+from gancheck.files import atomic_write
+from gancheck.render.html import BLUE, RED, _figure_uri, _mpl
+
+
+def class_figure(scores: np.ndarray, label: str, top: float, collapsed: bool) -> str:
+    """A small histogram of one class's per-anchor MCCS, as a data URI."""
+    plt = _mpl()
+    fig, ax = plt.subplots(figsize=(2.4, 1.5))
+    finite = scores[np.isfinite(scores)]
+    ax.hist(finite, bins=np.linspace(0, top, 25), color=RED if collapsed else BLUE)
+    ax.axvline(float(finite.mean()) if len(finite) else 0, color="black", lw=1)
+    ax.set_title(f"class {label}", fontsize=8)
+    ax.set_yticks([])
+    ax.tick_params(labelsize=7)
+    return _figure_uri(fig)
+
+
+def _f(x, digits: int = 3) -> str:
+    return "n/a" if x is None else f"{x:.{digits}f}"
+
+
+def render_sweep(table: dict, scores: dict[str, np.ndarray]) -> str:
+    top = max([float(np.nanmax(s[np.isfinite(s)])) for s in scores.values() if np.isfinite(s).any()] + [1e-6]) * 1.05
+    rows, figures = [], []
+    for label in table["ranking"]:
+        r = table["classes"][label]
+        m, w = r["mccs"], r["worst_mode"]
+        rows.append(f"<tr><td>{r['rank']}</td><td><a href='class-{html.escape(label)}/report.html'>{html.escape(label)}</a></td>"
+                    f"<td>{_f(m['mean'])} [{_f(m['mean_ci_low'])}, {_f(m['mean_ci_high'])}]</td>"
+                    f"<td>{_f(m['std'])} [{_f(m['std_ci_low'])}, {_f(m['std_ci_high'])}]</td><td>{_f(w['mccs'])}</td>"
+                    f"<td>{_f(100 * w['neighbor_fraction'], 2)}% [{_f(100 * (w['neighbor_fraction_ci_low'] or 0), 2)}, "
+                    f"{_f(100 * (w['neighbor_fraction_ci_high'] or 0), 2)}]</td></tr>")
+        figures.append(f"<img alt='class {html.escape(label)}' src='{class_figure(scores[label], label, top, r['rank'] == 1)}'>")
+    gates = "".join(f"<li>{html.escape(g['gate'])}: {'FAILED' if g['failed'] else 'passed'} (value {g['value']:.4g})</li>" for g in table.get("gates", []))
+    return f"""<!doctype html><html><head><meta charset="utf-8"><title>gancheck sweep over {html.escape(table['input'])}</title>
+<style>body{{font-family:sans-serif;margin:2em}}td,th{{padding:3px 10px;text-align:left}}tr:nth-child(even){{background:#f4f4f4}}</style></head><body>
+<h1>Collapse by class: input <code>{html.escape(table['input'])}</code></h1>
+<p>Each class was audited as its own run with the same seeds and descriptor. Most collapsed: class
+<b>{html.escape(table['most_collapsed'])}</b>; classes whose mean MCCS interval lies wholly below it:
+{html.escape(', '.join(table['clearly_below_most_collapsed']) or 'none')}.</p>
+<table><tr><th>rank</th><th>class</th><th>mean MCCS [95% CI]</th><th>sigma [95% CI]</th><th>worst mode MCCS</th><th>worst mode share [95% CI]</th></tr>
+{''.join(rows)}</table>{f'<h2>Gates</h2><ul>{gates}</ul>' if gates else ''}
+<h2>Per-anchor MCCS by class (ranked; line: mean)</h2><div>{''.join(figures)}</div></body></html>"""
+
+
+def write_sweep_html(out: str | Path, table: dict, scores: dict[str, np.ndarray]) -> Path:
+    path = Path(out) / "report.html"
+    atomic_write(path, render_sweep(table, scores))
+    return path
