@@ -1,0 +1,60 @@
+"""One writer per run directory: an exclusive OS lock (``filelock``, flock underneath) on a sibling
+file ``.NAME.lock``, beside a note of the holder's pid and start time.
+
+The kernel drops the lock when its process dies, however it dies, so a lock left by a killed run is
+never an obstacle: the next process simply takes it (its note is overwritten). The lock file sits
+beside the run directory, not in it, because the directory itself is replaced when a run finishes.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+from pathlib import Path
+
+from filelock import FileLock, Timeout
+
+from gancheck.errors import GancheckError
+
+
+def lock_path(out: Path) -> Path:
+    out = Path(out).absolute()
+    return out.parent / f".{out.name}.lock"
+
+
+class RunLock:
+    """``with RunLock(out):`` holds the run directory ``out`` for this process, or refuses at once."""
+
+    def __init__(self, out: str | Path):
+        self.out = Path(out)
+        self.path = lock_path(self.out)
+        self.note = self.path.with_name(self.path.name + ".json")
+        self.lock = FileLock(str(self.path), timeout=0, thread_local=False)
+
+    def __enter__(self) -> "RunLock":
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.lock.acquire()
+        except Timeout:
+            raise GancheckError(f"{self.out} is in use by another gancheck process ({self._holder()}); wait for it to "
+                                "finish or stop it, or choose another --out") from None
+        except OSError as exc:
+            raise GancheckError(f"cannot lock {self.out} ({exc.strerror or exc}); choose a writable --out") from None
+        started = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+        try:
+            self.note.write_text(json.dumps({"pid": os.getpid(), "started": started}))
+        except OSError:
+            pass  # the note only helps the message of a refused second process
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.note.unlink(missing_ok=True)
+        self.lock.release()
+
+    def _holder(self) -> str:
+        try:
+            note = json.loads(self.note.read_text())
+            return f"pid {note['pid']}, started {note['started']}"
+        except (OSError, ValueError, KeyError, TypeError):
+            return "pid unknown"
