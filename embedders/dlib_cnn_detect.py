@@ -285,10 +285,10 @@ def _as_rgb_uint8(image: np.ndarray) -> np.ndarray:
 class OnnxCnnFaceDetector:
     """dlib's ``cnn_face_detection_model_v1`` through onnxruntime; see the module docstring."""
 
-    def __init__(self, dat_path=None, threads: int | None = None):
+    def __init__(self, dat_path=None, threads: int | None = None, device: str = "cpu"):
         self.path = cached_onnx(dat_path, "mmod")
         self.options = detector_options(self.path)
-        self.session = open_session(self.path, threads)
+        self.session = open_session(self.path, threads, device)
 
     def scores(self, pyramid: np.ndarray) -> np.ndarray:
         return self.session.run(None, {DETECTOR_INPUT: np.ascontiguousarray(pyramid, dtype=np.float32)})[0]

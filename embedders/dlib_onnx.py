@@ -357,12 +357,16 @@ def export_descriptor(out, dat_path=None, fold_affine: bool = True) -> Path:
     return out
 
 
-def open_session(path, threads: int | None = None):
-    """An onnxruntime CPU session for a graph built here (all graph optimisations, ``threads`` intra-op)."""
+def open_session(path, threads: int | None = None, device: str = "cpu"):
+    """An onnxruntime session for a graph built here (all graph optimisations, ``threads`` intra-op).
+
+    ``device``: ``cpu``, ``cuda`` (CUDA execution provider, a clear error without onnxruntime-gpu and
+    a GPU) or ``auto`` (CUDA when present); :func:`gancheck.onnx_runtime.providers_for` decides."""
     try:
         import onnxruntime as ort
     except ImportError:
         raise GancheckError("running dlib's networks as ONNX needs onnxruntime; run: pip install onnxruntime") from None
+    from gancheck.onnx_runtime import providers_for
     opts = ort.SessionOptions()
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     opts.intra_op_num_threads = int(threads) if threads else len(os.sched_getaffinity(0))
@@ -371,15 +375,15 @@ def open_session(path, threads: int | None = None):
     # (measured: same throughput on 2 idle cores, up to 2x the CPU time per chip under load).
     opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     opts.log_severity_level = 3
-    return ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(str(path), sess_options=opts, providers=providers_for(device))
 
 
 class OnnxDescriptor:
     """dlib's face descriptor through onnxruntime: ``describe_chips(uint8 (N,150,150,3)) -> (N,128)``."""
 
-    def __init__(self, dat_path=None, threads: int | None = None, batch: int = 64):
+    def __init__(self, dat_path=None, threads: int | None = None, batch: int = 64, device: str = "cpu"):
         self.path = cached_onnx(dat_path, "resnet")
-        self.session = open_session(self.path, threads)
+        self.session = open_session(self.path, threads, device)
         self.batch = batch
 
     def describe_chips(self, chips: np.ndarray) -> np.ndarray:

@@ -7,6 +7,8 @@ centres at integers (OpenCV's convention, so crops match ``cv2.warpAffine``).
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from gancheck.errors import GancheckError
@@ -125,11 +127,17 @@ def warp_affine(images: np.ndarray, matrices: np.ndarray, size: int) -> np.ndarr
         m[:, :, 2] += m[:, :, :2] @ np.full(2, (k - 1) / 2)
         m[:, :, :2] *= k
     n, h, w, c = images.shape
-    op = _sampling_operator(m, h, w, size)
-    if shared:  # one operator for all images: images become columns
+    if shared:  # one operator for all images (cached: a fixed crop reuses it every batch): images become columns
+        op = _shared_operator(tuple(m.ravel()), h, w, size)
         cols = images.transpose(1, 2, 0, 3).reshape(h * w, n * c)
         return np.asarray(op @ cols).reshape(size, size, n, c).transpose(2, 0, 1, 3)
+    op = _sampling_operator(m, h, w, size)
     return np.asarray(op @ images.reshape(n * h * w, c)).reshape(n, size, size, c)
+
+
+@functools.lru_cache(maxsize=8)
+def _shared_operator(matrix: tuple, h: int, w: int, size: int):
+    return _sampling_operator(np.array(matrix, dtype=np.float64).reshape(1, 2, 3), h, w, size)
 
 
 def align_to_template(images: np.ndarray, landmarks: np.ndarray, template: np.ndarray, size: int) -> np.ndarray:
@@ -142,3 +150,48 @@ def fixed_crop(images: np.ndarray, template: np.ndarray, size: int, frame: str =
     n, h, w, _ = np.shape(images)
     m = umeyama(fixed_landmarks(h, w, frame)[None], template)[0]
     return warp_affine(images, m, size)
+
+
+def dlib_chip_transforms(rects: np.ndarray, angles: np.ndarray, rows: int, cols: int) -> np.ndarray:
+    """Chip-to-image affine maps (N, 2, 3) of dlib ``chip_details`` (``rects``: (N, 4) left, top,
+    right, bottom of the drectangle; ``angles``: (N,) radians), as ``extract_image_chips`` builds them:
+    the chip's top-left, top-right and bottom-left pixel centres go to the corners of the rectangle
+    rotated by ``angle`` about its centre (dlib/image_transforms/interpolation.h)."""
+    r = np.asarray(rects, dtype=np.float64).reshape(-1, 4)
+    a = np.asarray(angles, dtype=np.float64).reshape(-1)
+    centre = np.stack([(r[:, 0] + r[:, 2]) / 2, (r[:, 1] + r[:, 3]) / 2], axis=1)
+    cos, sin = np.cos(a)[:, None], np.sin(a)[:, None]
+
+    def rotated(x, y):
+        p = np.stack([x, y], axis=1) - centre
+        return np.concatenate([cos * p[:, :1] - sin * p[:, 1:], sin * p[:, :1] + cos * p[:, 1:]], axis=1) + centre
+
+    tl, tr, bl = rotated(r[:, 0], r[:, 1]), rotated(r[:, 2], r[:, 1]), rotated(r[:, 0], r[:, 3])
+    return np.stack([(tr - tl) / (cols - 1), (bl - tl) / (rows - 1), tl], axis=2)
+
+
+def extract_chips(images: np.ndarray, chip_to_image: np.ndarray, size: int) -> np.ndarray:
+    """``size x size`` uint8 chips of uint8 images (N, H, W, C), chip pixel ``q`` read at ``M q``.
+
+    dlib's ``interpolate_bilinear`` for the whole batch at once: the four neighbours weighted in
+    float64 in dlib's order, truncated to uint8; a sample whose 2x2 neighbourhood leaves the image
+    is 0. With the maps of :func:`dlib_chip_transforms` this is ``dlib.get_face_chip`` for chips
+    that dlib extracts without its image pyramid (see ``embedders.dlib_resnet``)."""
+    images = np.asarray(images)
+    n, h, w, c = images.shape
+    m = np.asarray(chip_to_image, dtype=np.float64).reshape(n, 2, 3)
+    ys, xs = np.mgrid[0:size, 0:size].reshape(2, 1, -1).astype(np.float64)
+    px = m[:, 0, 0, None] * xs + m[:, 0, 1, None] * ys + m[:, 0, 2, None]
+    py = m[:, 1, 0, None] * xs + m[:, 1, 1, None] * ys + m[:, 1, 2, None]
+    left, top = np.floor(px), np.floor(py)
+    inside = (left >= 0) & (top >= 0) & (left + 1 < w) & (top + 1 < h)
+    lr, tb = (px - left)[..., None], (py - top)[..., None]
+    idx = (np.clip(top, 0, h - 2) * w + np.clip(left, 0, w - 2)).astype(np.int64) + (np.arange(n) * h * w)[:, None]
+    flat = images.reshape(n * h * w, c)
+
+    def at(offset):
+        return flat[idx + offset].astype(np.float64)
+
+    value = (1 - tb) * ((1 - lr) * at(0) + lr * at(1)) + tb * ((1 - lr) * at(w) + lr * at(w + 1))
+    out = np.where(inside[..., None], value, 0.0)
+    return out.astype(np.uint8).reshape(n, size, size, c)

@@ -3,6 +3,7 @@ content hashes and the package versions a run records."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -47,3 +48,22 @@ def atomic_write(path: str | Path, data: bytes | str) -> None:
 
 def write_json(path: str | Path, obj) -> None:
     atomic_write(path, json.dumps(obj, indent=2, allow_nan=False) + "\n")
+
+
+@contextlib.contextmanager
+def kept_until_replaced(path: str | Path):
+    """``with kept_until_replaced(path):`` a block that writes ``path`` anew: an existing file is set
+    aside first and put back, unchanged, if the block fails; it is deleted once the block succeeds."""
+    path = Path(path)
+    backup = path.with_name(f".{path.name}.previous-{os.getpid()}")
+    if path.is_file():
+        os.replace(path, backup)
+    try:
+        yield path
+    except BaseException:
+        if backup.exists():
+            os.replace(backup, path)
+        else:
+            path.unlink(missing_ok=True)
+        raise
+    backup.unlink(missing_ok=True)

@@ -54,8 +54,14 @@ class OutputFormat:
         if self.value_range not in RANGES:
             raise GancheckError(f"--range must be one of {', '.join(RANGES)}, got {self.value_range!r}")
 
-    def resolve(self, probe) -> "OutputFormat":
-        probe = check_raw(to_numpy(probe), first_index=None, allow_nan=False)
+    def resolve(self, probe, allow_nan: bool = False) -> "OutputFormat":
+        """The format detected on a probe batch; with ``allow_nan`` its NaN/Inf images are left out."""
+        probe = check_raw(to_numpy(probe), first_index=None, allow_nan=allow_nan)
+        if allow_nan and probe.dtype.kind == "f":
+            probe = probe[np.isfinite(probe.reshape(len(probe), -1)).all(axis=1)]
+            if not len(probe):
+                raise GancheckError("every image of the generator's probe batch holds NaN or Inf; fix the model (--on-nan skip "
+                                    "skips some such images, not all)")
         layout = detect_layout(probe) if self.layout == "auto" else self.layout
         value_range = detect_range(probe) if self.value_range == "auto" else self.value_range
         return OutputFormat(layout, value_range)
@@ -106,4 +112,7 @@ def check_raw(x: np.ndarray, first_index: int | None, allow_nan: bool = False) -
 def to_uint8(images: np.ndarray) -> np.ndarray:
     """Images with values in [0, 1] as uint8 (0..255, rounded to nearest): the one conversion every
     descriptor, picture and PNG uses."""
-    return np.clip(np.rint(np.asarray(images, dtype=np.float32) * 255.0), 0, 255).astype(np.uint8)
+    x = np.multiply(np.asarray(images, dtype=np.float32), np.float32(255.0))  # in place from here: no temporaries
+    np.rint(x, out=x)
+    np.clip(x, 0, 255, out=x)
+    return x.astype(np.uint8)

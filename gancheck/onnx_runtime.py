@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from gancheck.errors import GancheckError
@@ -30,6 +31,9 @@ def open_session(path: str | Path, device: str = "auto", threads: int | None = N
     path = Path(path)
     if not path.is_file():
         raise GancheckError(f"{what} file not found: {path} (check the path)")
+    # onnxruntime's own log lines (its default logger writes even before a session's options apply)
+    # would break the one-line error promise; GANCHECK_DEBUG=1 (``--debug``) shows its warnings.
+    ort.set_default_logger_severity(3 if os.environ.get("GANCHECK_DEBUG", "") in ("", "0") else 1)
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
     if threads:

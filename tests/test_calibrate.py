@@ -40,7 +40,9 @@ def calibrations(planted_run, tmp_path_factory):
     def get(method):
         if method not in done:
             d = tmp_path_factory.mktemp(f"cal-{method}")
-            proc = run_cli("calibrate", planted_run, "--method", method, "--out", d / "cal.safetensors", "--proof-dir", d / "proof", "--json", "--quiet")
+            # "gmm-cells": Alg. 1 over K-means cells; is and gmm otherwise learn regions with a descriptor budget
+            args = ["--method", "gmm", "--region", "cells"] if method == "gmm-cells" else ["--method", method, "--budget", "4000"]
+            proc = run_cli("calibrate", planted_run, *args, "--out", d / "cal.safetensors", "--proof-dir", d / "proof", "--json", "--quiet")
             assert proc.returncode == 0, proc.stderr
             done[method] = (json.loads(proc.stdout), d / "cal.safetensors", d / "proof")
         return done[method]
@@ -60,7 +62,7 @@ def ordinary_share(run_dir):
     return float(np.median(np.asarray(anchors["neighbors"])[outside]) / N)
 
 
-@pytest.mark.parametrize("method", ["gmm", "is", "rejection"])
+@pytest.mark.parametrize("method", ["gmm", "gmm-cells", "is", "rejection"])
 def test_calibration_removes_most_of_the_planted_excess(method, planted15, planted_run, calibrations):
     from gancheck.components import calibrated_generator
 
@@ -109,7 +111,7 @@ def test_rejection_says_it_needs_the_descriptor_at_sampling_time(calibrations):
 def test_gmm_moves_mass_only_away_from_clusters_with_dense_images(calibrations):
     from gancheck.calibrators import load_calibrator
 
-    result, path, _ = calibrations("gmm")
+    result, path, _ = calibrations("gmm-cells")
     cal = load_calibrator(path)
     fraction, accept = cal.t["cell_dense_fraction"], cal.t["cell_acceptance"]
     clean = fraction == fraction.min()
@@ -130,7 +132,7 @@ def test_equal_gmm_weights_reproduce_the_prior(calibrations, tmp_path):
     from gancheck.calibrators import load_calibrator
     from gancheck.calibrators.fileformat import write_calibrator
 
-    _, path, _ = calibrations("gmm")
+    _, path, _ = calibrations("gmm-cells")
     fitted = load_calibrator(path)
     header = {k: v for k, v in fitted.header.items() if k != "tensors_sha256"}
     tensors = dict(fitted.t, cell_acceptance=np.full_like(fitted.t["cell_acceptance"], 0.4))
@@ -264,9 +266,9 @@ def test_calibrate_exits_one_when_the_dense_share_does_not_drop(tmp_path):
     model = build_planted_generator(tmp_path / "none.onnx", fraction=1e-9)  # nothing planted
     assert run_cli("audit", model, "--out", tmp_path / "run", "--n", "3000", "--anchors", "100", "--quiet").returncode == 0
     # at r0 = 0.01 no sample lies near the "worst" mode: there is no dense share to lower
-    proc = run_cli("calibrate", tmp_path / "run", "--method", "gmm", "--r0", "0.01", "--out", tmp_path / "c.safetensors", "--quiet")
+    proc = run_cli("calibrate", tmp_path / "run", "--method", "gmm", "--region", "cells", "--r0", "0.01", "--out", tmp_path / "c.safetensors", "--quiet")
     assert proc.returncode == 1, proc.stderr
-    assert "did not drop" in proc.stderr
+    assert "did not drop" in proc.stderr and "what would help" in proc.stderr
     assert (tmp_path / "run" / "calibration-gmm" / "calibration.json").is_file()
 
 

@@ -64,6 +64,11 @@ def in_modes_to_acceptance(inside, p):
 def acceptance(header, tensors, generator):
     p = tensors["mode_acceptance"]
     method = header["method"]
+    if "decision_onnx" in tensors:  # a learned region: the stored graph decides (latent z in, keep_probability out)
+        import onnxruntime as ort
+
+        graph = ort.InferenceSession(tensors["decision_onnx"].tobytes(), providers=["CPUExecutionProvider"])
+        return lambda z: graph.run(["keep_probability"], {"z": z.astype(np.float32)})[0].astype(np.float64)
     if method == "gmm":
         c = tensors["centroids"]
         return lambda z: tensors["cell_acceptance"][np.argmin(((z[:, None, :] - c[None, :, :]) ** 2).sum(axis=2), axis=1)]
@@ -205,7 +210,8 @@ def test_header_records_what_the_document_promises(files):
     assert header["stream"]["block"] == 256 and header["stream"]["seed_words"][2] == 0xCA11
     (mode,) = header["dense_modes"]
     assert mode["sample_index"] >= 1 << 40 and 0 <= mode["acceptance"] < 0.01
-    assert names == {"mode_vectors", "mode_acceptance", "region_weights", "region_quadratic", "region_bias"}
+    assert names == {"mode_vectors", "mode_acceptance", "decision_onnx", "region_thresholds"}
+    assert header["params"]["region"] in ("logistic", "boosting", "mlp", "knn")
     assert files["is"].read_bytes().find(b"pickle") == -1
 
 

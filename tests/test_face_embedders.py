@@ -183,9 +183,10 @@ def test_dlib_fixed_crop_agrees_with_detection_on_an_aligned_face(face_dlib):
     assert maths.paired_distance(v_fixed, v_det)[0] < face_dlib.default_radius
 
 
-def test_dlib_results_do_not_depend_on_batching_or_workers(face_people):
-    pooled = load_embedder("dlib", align="fixed", threads=2)
-    single = load_embedder("dlib", align="fixed", threads=1)
+@pytest.mark.parametrize("engine", ["onnx", "dlib"])
+def test_dlib_results_do_not_depend_on_batching_or_workers(face_people, engine):
+    pooled = load_embedder("dlib", align="fixed", threads=2, engine=engine)
+    single = load_embedder("dlib", align="fixed", threads=1, engine=engine)
     x = np.concatenate([face_people] * 6)  # 42 images: several worker tasks
     a, _ = pooled.embed(x)
     b = np.concatenate([single.embed(x[i : i + 5])[0] for i in range(0, len(x), 5)])

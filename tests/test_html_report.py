@@ -12,6 +12,7 @@ import pytest
 from PIL import Image
 
 from conftest import run_cli
+from gancheck.numbers import format_number  # the report's one formatting rule
 
 NASTY = 'gen<b>&"x\'.onnx'  # a model file name that is also HTML
 
@@ -56,7 +57,7 @@ def test_report_shows_verdict_figures_and_gates(run_dir, page):
     report = json.loads((run_dir / "report.json").read_text())
     assert "Collapse detected" in page or "collapses onto this identity" in page
     assert str(report["worst_mode"]["sample_index"]) in page
-    assert f"{report['mccs']['mean']:.4f}" in page
+    assert format_number(report['mccs']['mean']) in page
     for section in ("paper Fig. 4", "paper Fig. 7", "paper Figs. 5, 6", "paper Figs. 2, 3", "Ripley", "Vendi score"):
         assert section in page, section
     gate_row = re.search(r"<tr><td><code>mccs\.mean&gt;0\.9</code>(?:(?!</tr>).)*</tr>", page)
@@ -125,7 +126,7 @@ def test_report_renders_in_headless_chromium(run_dir, tmp_path):
     assert console_messages(proc.stderr) == []
     text = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", proc.stdout))
     assert "Summary" in text and "Release gates" in text
-    assert f"{report['mccs']['mean']:.4f}" in text
+    assert format_number(report['mccs']['mean']) in text
     assert "Worst-case dense mode and a random anchor" in text
 
     shot = tmp_path / "shot.png"

@@ -2,6 +2,7 @@
 never share, each pinned against the float64 brute-force reference (SPEC section 2)."""
 
 import numpy as np
+import pytest
 
 from gancheck.engine.accumulator import CollapseAccumulator
 from gancheck.maths import brute_force
@@ -58,3 +59,22 @@ def test_expected_similarity_divides_by_the_samples_seen_on_a_ragged_last_block(
     np.testing.assert_allclose(got["m"], ref["m"], rtol=1e-12, atol=0)
     wrong = got["m"] * 41 / (3 * 16)  # the N * M divisor of the published code
     assert not np.allclose(wrong, ref["m"], rtol=1e-3)
+
+
+def test_reference_protocol_draws_anchors_from_c_and_counts_each_anchor_itself():
+    from gancheck.api import audit
+    from gancheck.components import build_source_and_embedder
+    from gancheck.sources.planted import DEMO_MODEL
+
+    n, anchors = 600, 50
+    report = audit(str(DEMO_MODEL), n=n, anchors=anchors, seed=3, protocol="reference", mccs_form="reference", top_k=1)
+    source, embedder = build_source_and_embedder(str(DEMO_MODEL))
+    source.prepare(3)
+    vectors = embedder.embed(source.images(np.arange(n)))[0]
+    ref = brute_force(vectors[:anchors], vectors, report["theta"], report["radius"], form="reference")
+    assert report["protocol"] == "reference"
+    # arccos amplifies the rounding of a self-pair's cosine (1 +- 1e-16 -> d ~ 1e-8): float64 agrees to ~1e-9
+    assert report["mccs"]["mean"] == pytest.approx(ref["mean"], rel=1e-8)
+    assert report["mccs"]["min"] > 0  # m >= 1/n: every anchor finds itself in C
+    independent = audit(str(DEMO_MODEL), n=n, anchors=anchors, seed=3, mccs_form="reference", top_k=1)
+    assert independent["mccs"]["mean"] < report["mccs"]["mean"]  # the self-pair inflates the reference protocol

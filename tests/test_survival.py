@@ -29,9 +29,15 @@ def reference_run(planted_onnx, tmp_path_factory):
     return json.loads((out / "report.json").read_text())
 
 
+def live(out: Path) -> Path:
+    """Where a run is being written: its staging sibling until it has finished (docs/run-directory.md)."""
+    staging = out.parent / f".{out.name}.partial"
+    return staging if staging.exists() else out
+
+
 def shards_done(out: Path) -> int:
     try:
-        return sum(1 for k in json.loads((out / "state.json").read_text())["shards"] if int(k) >= 0)
+        return sum(1 for k in json.loads((live(out) / "state.json").read_text())["shards"] if int(k) >= 0)
     except (FileNotFoundError, json.JSONDecodeError, KeyError):
         return 0
 
@@ -50,7 +56,7 @@ def test_sigkill_then_resume_gives_the_uninterrupted_report(planted_onnx, refere
     while shards_done(out) < kill_after_shards and proc.poll() is None and time.time() < deadline:
         time.sleep(0.05)
     if kill_after_shards == 0:  # inside the anchors or the first shard
-        while not (out / "manifest.json").exists() and time.time() < deadline:
+        while not (live(out) / "manifest.json").exists() and time.time() < deadline:
             time.sleep(0.05)
         time.sleep(0.5)
     assert proc.poll() is None, "the run finished before it could be killed; make it longer"
@@ -175,9 +181,10 @@ def test_full_disk_stops_cleanly_and_keeps_earlier_shards(planted_onnx, tmp_path
     with pytest.raises(GancheckError, match="cannot write shard 2 .*No space left on device.*--resume"):
         api.audit(str(planted_onnx), n=6000, anchors=100, out=out, shard_size=1000)
     assert shards_done(out) == 2
+    assert not out.exists()  # the unfinished run stays in its staging sibling
     for j in (0, 1):
-        pq.read_table(out / "shards" / f"shard-00000{j}.parquet")  # intact
-    assert not (out / "shards" / "shard-000002.parquet").exists()
+        pq.read_table(live(out) / "shards" / f"shard-00000{j}.parquet")  # intact
+    assert not (live(out) / "shards" / "shard-000002.parquet").exists()
     monkeypatch.setattr(pq, "write_table", real)
     report = api.audit(str(planted_onnx), n=6000, anchors=100, out=out, shard_size=1000, resume=True)
     assert report["n_samples"] == 6000

@@ -16,6 +16,7 @@ from gancheck.errors import GancheckError
 from gancheck.analysis.gates import Gate, evaluate, lookup
 from gancheck.analysis.report import enrich_report, merge_report
 from gancheck.run.directory import load_report
+from gancheck.run.fingerprint import measurement_difference
 
 #: The figures ``compare`` prints, in order; those absent from both runs are left out.
 KEY_FIGURES = (
@@ -159,8 +160,11 @@ def compare_runs(run_a: str | Path, run_b: str | Path, max_increase: list[str] |
     plain = [Gate.parse(t) for t in fail_if or []]
     a, b = load_full_report(run_a), load_full_report(run_b)
     mismatch = settings_mismatch(a, b)
+    measured = measurement_difference(run_a, run_b)
+    if measured and not any(m.startswith("embedder") for m in mismatch):
+        mismatch.append(f"descriptor fingerprint: {measured}")
     if mismatch and not allow_mismatch:
-        raise GancheckError(f"the runs were measured differently ({'; '.join(mismatch)}); audit both with the same descriptor, theta, r and MCCS form, or pass --allow-mismatch")
+        raise GancheckError(f"the runs were measured differently ({'; '.join(mismatch)}); audit both with the same descriptor model, theta, r and MCCS form, or pass --force (--allow-mismatch)")
     results = evaluate_changes(a, b, gates)
     for r in evaluate(b, plain):
         results.append(dict(r, kind="fail_if"))

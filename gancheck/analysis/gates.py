@@ -46,9 +46,17 @@ def lookup(report: dict, key: str):
     return value
 
 
-def evaluate(report: dict, gates: list[Gate]) -> list[dict]:
-    """One result per gate: value, bound, whether it failed, and the margin (value - bound)."""
+def evaluate(report: dict, gates: list[Gate], allow_inconclusive: bool = False) -> list[dict]:
+    """One result per gate: value, bound, whether it failed, and the margin (value - bound).
+
+    A run whose inputs are degenerate (``report["degenerate"]["inconclusive"]``, see
+    :mod:`gancheck.analysis.degenerate`) proves nothing either way: unless ``allow_inconclusive``,
+    that adds one failed result, so a release gate never passes on it."""
     results = []
+    degenerate = report.get("degenerate") or {}
+    if gates and degenerate.get("inconclusive") and not allow_inconclusive:
+        results.append({"gate": "conclusive", "key": "degenerate.inconclusive", "op": "==", "bound": 0.0, "value": 1.0,
+                        "margin": 1.0, "failed": True, "reason": "; ".join(degenerate.get("reasons", []))})
     for gate in gates:
         value = lookup(report, gate.key)
         if value is None:
@@ -63,4 +71,6 @@ def evaluate(report: dict, gates: list[Gate]) -> list[dict]:
 
 def describe(result: dict) -> str:
     verdict = "FAILED" if result["failed"] else "passed"
+    if result["key"] == "degenerate.inconclusive":
+        return f"gate {result['gate']} {verdict}: the audit is inconclusive ({result['reason']}); fix the inputs, or pass --allow-inconclusive"
     return f"gate {result['gate']} {verdict}: {result['key']} = {result['value']:.6g}, bound {result['bound']:g}, margin {result['margin']:+.6g}"

@@ -1,13 +1,13 @@
 """Confidence intervals for the audit's figures, as pure functions on arrays.
 
-- ``mu``/``sigma`` (Eq. 8): percentile bootstrap over the anchors. The anchors are an i.i.d.
-  sample of the generator, so resampling them shows how much the figures would move with another
-  anchor set of the same size (the collection's own noise, which enters every anchor's MCCS
-  alike, is not included; see the convergence curves for that).
-- The worst mode's neighbour fraction ``N_r / |C|``: a Wilson score interval. The anchors are
-  drawn independently of the collection, so given the chosen anchor its ``N_r`` is a
-  Binomial(|C|, p) count and the interval is valid even though the anchor was picked as the
-  densest.
+- ``mu``/``sigma`` (Eq. 8): percentile bootstrap over the anchors (how much the figures would move
+  with another anchor set of the same size), widened by the collection's own noise, which enters
+  every anchor's MCCS alike (:func:`collection_sd`, delta method), and moved by the second-order
+  bias of a small collection.
+- The worst mode's share: a Wilson score interval on the *held-out anchors* within r
+  (:func:`held_out_share`). The collection count ``N_r`` chose the worst mode, so it is the
+  largest of many and biased upward; the other anchors played no part in the choice.
+Coverage of all three against known truth: tests/test_validity.py, benchmarks/bench_validity.py.
 """
 
 from __future__ import annotations
@@ -55,6 +55,91 @@ def wilson_interval(k: int, n: int, level: float = 0.95) -> tuple[float, float]:
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
     # At k = 0 or k = n the exact bound is 0 or 1; rounding must not push it past.
     return (0.0 if k == 0 else max(0.0, centre - half)), (1.0 if k == n else min(1.0, centre + half))
+
+
+def held_out_share(anchors: np.ndarray, index: int, radius: float, level: float = 0.95) -> dict:
+    """Share of draws within ``radius`` of anchor ``index``, from the *other* anchors: a Wilson
+    interval on ``k`` of ``m - 1``.
+
+    The collection count of the worst mode (or of any listed mode) is the largest of many and so
+    biased upward by the choice: on a generator with K equally likely identities the chosen one's
+    collection share sits two or three standard errors above 1/K, and a plain binomial interval on
+    it misses the truth. The anchors are drawn independently of the collection that chose the mode,
+    so given the choice the other anchors' count is Binomial(m - 1, share): the interval is valid.
+    anchors: (m, D) embeddings. Returns ``k``, ``trials``, ``share``, ``low``, ``high``.
+    """
+    from gancheck.maths import normalise64
+
+    x = normalise64(anchors)
+    close = x @ x[index] >= math.cos(math.pi * radius)
+    k, trials = int(np.count_nonzero(close)) - 1, len(x) - 1
+    low, high = wilson_interval(k, trials, level)
+    return {"k": k, "trials": trials, "share": k / trials, "low": low, "high": high}
+
+
+def mccs_derivatives(m: np.ndarray, form: str) -> tuple[np.ndarray, np.ndarray]:
+    """First and second derivatives of Eq. (7) in ``m``, by central differences of
+    :func:`gancheck.maths.mccs` (relative step 1e-3). ``m`` is floored at the smallest positive
+    value: the score is not differentiable at 0. Infinite where the reference form is (m near 1)."""
+    from gancheck.maths import mccs
+
+    m = np.asarray(m, dtype=np.float64)
+    floor = m[m > 0].min() if np.any(m > 0) else 1.0
+    m = np.maximum(m, floor)
+    h = 1e-3 * m
+    up, mid, down = mccs(np.minimum(m + h, 1.0), form), mccs(m, form), mccs(m - h, form)
+    with np.errstate(invalid="ignore"):
+        return (up - down) / (np.minimum(m + h, 1.0) - (m - h)), (up - 2 * mid + down) / (h * h)
+
+
+def collection_sd(anchors: np.ndarray, m: np.ndarray, scores: np.ndarray, theta: float, n: int, form: str) -> dict:
+    """Standard errors of ``mu`` and ``sigma`` (Eq. 8) from the *collection's* sampling noise.
+
+    Every anchor's ``m`` (Eq. 6) is an average over the same n draws, so their errors are shared
+    and do not average out over the anchors; a bootstrap over anchors misses them (on a generator
+    with K equal identities the anchors' MCCS barely differ and the whole error is this one).
+    Delta method: ``mu - E mu ~ (1/n) sum_i h(X_i)`` with ``h(x) = sum_a w_a s(a, x)``,
+    ``w_a = g'(m_a) / |A|`` (``g`` Eq. 7); for ``sigma``, ``w_a = (g_a - mu) g'(m_a) / ((|A|-1) sigma)``.
+    The anchors are themselves draws of the generator, so ``Var h(X)`` is estimated on them,
+    leaving each anchor out of its own sum. anchors: (m, D); m, scores: (m,).
+    ``mean_bias``: the second-order bias of ``mu``, ``mean_a g''(m_a) Var(s(a, X)) / (2n)`` with
+    ``Var(s) = m (1 - m) rho``, ``rho = sum s^2 / sum s`` over anchor pairs (1 for exact copies):
+    the score is concave in ``m`` for rare identities, so a small collection scores them low.
+    Returns ``mean_sd``, ``std_sd``, ``mean_bias`` (None where a score is infinite).
+    """
+    from gancheck.maths import angular_distance, normalise64, similarity
+
+    scores = np.asarray(scores, dtype=np.float64)
+    if not np.all(np.isfinite(scores)) or len(scores) < 3:
+        return {"mean_sd": None, "std_sd": None, "mean_bias": None}
+    x = normalise64(anchors)
+    k = len(x)
+    slope, curve = mccs_derivatives(m, form)
+    slope = np.where(np.isfinite(slope), slope, 0.0)
+    mu, sd = scores.mean(), scores.std(ddof=1)
+    weights = np.stack([slope / k, (scores - mu) * slope / ((k - 1) * sd) if sd > 0 else np.zeros(k)], axis=1)
+    h = np.zeros((k, 2))
+    sums = np.zeros(2)  # sum of s and of s^2 over anchor pairs
+    for start in range(0, k, 2048):
+        s = similarity(angular_distance(x[start : start + 2048] @ x.T), theta)
+        s[np.arange(len(s)), np.arange(start, start + len(s))] = 0.0  # not its own neighbour
+        h[start : start + len(s)] = s @ weights * (k / (k - 1))
+        sums += s.sum(), (s * s).sum()
+    var = h.var(axis=0, ddof=1) / n
+    rho = sums[1] / sums[0] if sums[0] > 0 else 1.0
+    m = np.asarray(m, dtype=np.float64)
+    bias = float(np.mean(np.where(m > 0, curve, 0.0) * m * (1 - m) * rho) / (2 * n))
+    return {"mean_sd": float(math.sqrt(var[0])), "std_sd": float(math.sqrt(var[1])), "mean_bias": bias}
+
+
+def widen(estimate: float, low: float | None, high: float | None, sd: float | None, level: float = 0.95, bias: float = 0.0) -> tuple:
+    """The bootstrap interval ``(low, high)`` widened by an independent error of ``sd`` (each
+    half-width becomes ``sqrt(half^2 + (z sd)^2)``) and moved by ``-bias``."""
+    if low is None or high is None or sd is None:
+        return low, high
+    z = NormalDist().inv_cdf(0.5 + level / 2)
+    extra = (z * sd) ** 2
+    return (estimate - bias - math.sqrt((estimate - low) ** 2 + extra), estimate - bias + math.sqrt((high - estimate) ** 2 + extra))
 
 
 def anchor_subsample_curve(scores: np.ndarray, sizes: np.ndarray, reps: int = 200, seed: int = 0, level: float = 0.95) -> dict:

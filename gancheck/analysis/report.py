@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from gancheck.analysis import diversity, intervals, spatial
+from gancheck.analysis import degenerate, detection, diversity, intervals, spatial
 from gancheck.components import load_descriptor
 from gancheck.errors import GancheckError
 from gancheck.files import write_json
@@ -40,6 +40,7 @@ class RunData:
     anchor_index: np.ndarray  # (m,) sample indices
     embeddings: np.ndarray  # (m, D) float32 unit vectors
     mccs: np.ndarray  # (m,) Eq. 7 (inf where the reference form is infinite)
+    m: np.ndarray | None  # (m,) Eq. 6, or None (older runs)
     neighbors: np.ndarray  # (m,) N_r
     radial: np.ndarray | None  # (m, R) counts within report["radial_radii"], or None (older runs)
     convergence: dict | None  # column -> (K,) array, or None
@@ -87,7 +88,8 @@ def load_run(run_dir: str | Path) -> RunData:
     return RunData(
         path=run_dir, report=report, manifest=manifest,
         anchor_index=anchors.column("sample_index").to_numpy(), embeddings=_vectors(anchors, "embedding").astype(np.float32),
-        mccs=np.where(np.isnan(mccs), np.inf, mccs), neighbors=anchors.column("neighbors").to_numpy(),
+        mccs=np.where(np.isnan(mccs), np.inf, mccs),
+        m=anchors.column("m").to_numpy().astype(np.float64) if "m" in anchors.column_names else None, neighbors=anchors.column("neighbors").to_numpy(),
         radial=_vectors(anchors, "radial_counts") if "radial_counts" in anchors.column_names else None,
         convergence={k: np.asarray(v, dtype=np.float64) for k, v in conv.items()} if conv else None,
         nearest=nearest,
@@ -119,11 +121,18 @@ def enrich_report(run_dir: str | Path, reference_dir: str | Path | None = None, 
     merges them into the run's report.json itself). Keys (all plain numbers, so gates such as
     ``--fail-if 'mccs.mean_ci_high>0.45'`` work):
 
-    - ``mccs.{mean,std}_ci_{low,high}``, ``mccs.ci_level``, ``mccs.ci_method``
-    - ``worst_mode.neighbor_fraction_ci_{low,high}``, ``worst_mode.ci_method``
-    - ``diversity.{vendi, vendi_samples, support_size, support_size_lower, collisions, pairs,
-      support_threshold, support_source}``
-    - ``spatial.{p_value, test_radius, test_radii, sims, held_out, method}``
+    - ``mccs.{mean,std}_ci_{low,high}``, ``mccs.ci_level``, ``mccs.ci_method``,
+      ``mccs.collection_{sd_mean,sd_std,bias_mean}``
+    - ``worst_mode.neighbor_fraction_ci_{low,high}`` (Wilson on the collection count, biased upward by the
+      choice of the densest anchor), ``worst_mode.share_ci_{low,high}`` (held-out anchors: valid),
+      ``worst_mode.{held_out_fraction, held_out_neighbors, held_out_anchors, ci_method, share_ci_method}``; ``mode_shares[i].{rank, sample_index, held_out_fraction, share_ci_low, share_ci_high}``
+      (one per ``modes[i]``)
+    - ``diversity.{vendi, vendi_ci_low, vendi_ci_high, vendi_samples, vendi_kernel, support_size,
+      support_size_lower, collisions, pairs, support_threshold, support_source, meaning}``
+      (``meaning``: one sentence per figure)
+    - ``spatial.{p_value, p_value_conservative, test_radius, test_radii, sims, held_out, method}``
+    - ``detection_limit`` (a number, or None when no mode could be found with 95% probability) and
+      ``detection.{limit, power, alpha, background_rate, competitor, sentence, meaning, method}``
     - ``sampling.{mccs_mean_change, worst_mccs_change, from_n, to_n}``: relative change over
       the last decade of |C| (small when n was enough)
     - with ``reference_dir``: ``reference.{path, images, embedded, precision, recall, density,
@@ -132,16 +141,23 @@ def enrich_report(run_dir: str | Path, reference_dir: str | Path | None = None, 
     run = load_run(run_dir)
     rep = run.report
     extra: dict = {}
-    ci = intervals.bootstrap_mean_std(run.mccs, n_boot=N_BOOT, level=CI_LEVEL, seed=rep.get("seed", 0))
-    extra["mccs"] = {"mean_ci_low": ci["mean_low"], "mean_ci_high": ci["mean_high"], "std_ci_low": ci["std_low"],
-                     "std_ci_high": ci["std_high"], "ci_level": CI_LEVEL, "ci_method": f"percentile bootstrap over anchors ({N_BOOT} resamples)"}
+    extra["degenerate"] = degenerate.assess(run.embeddings, (run.manifest.get("images") or {}).get("shape"))
+    extra["mccs"] = _mccs_intervals(run)
     lo, hi = intervals.wilson_interval(int(rep["worst_mode"]["neighbors"]), int(rep["n_samples"]), CI_LEVEL)
-    extra["worst_mode"] = {"neighbor_fraction_ci_low": lo, "neighbor_fraction_ci_high": hi, "ci_method": "Wilson score (binomial)"}
+    share = intervals.held_out_share(run.embeddings, run.worst, float(rep["radius"]), CI_LEVEL)
+    extra["worst_mode"] = {"neighbor_fraction_ci_low": lo, "neighbor_fraction_ci_high": hi, "ci_method": "Wilson score (binomial)",
+                           "share_ci_low": share["low"], "share_ci_high": share["high"], "held_out_fraction": share["share"],
+                           "held_out_neighbors": share["k"], "held_out_anchors": share["trials"],
+                           "share_ci_method": ("Wilson score on the held-out anchors within r: valid although the mode was chosen as the "
+                                               "densest; the collection interval neighbor_fraction_ci_* is biased upward by that choice")}
+    extra["mode_shares"] = _mode_intervals(run)
     extra["diversity"] = _diversity(run)
     rip = ripley(run, seed=rep.get("seed", 0))
-    extra["spatial"] = {"p_value": rip["p_value"], "test_radius": rep["radius"], "test_radii": [float(r) for r in rip["test_radii"]],
-                        "sims": rip["sims"], "held_out": rip["held_out"],
-                        "method": "Ripley K of the worst mode among held-out anchors vs Monte Carlo null of a random anchor; global extreme-rank test"}
+    extra["spatial"] = {"p_value": rip["p_value"], "p_value_conservative": rip["p_value_conservative"], "test_radius": rep["radius"],
+                        "test_radii": [float(r) for r in rip["test_radii"]], "sims": rip["sims"], "held_out": rip["held_out"],
+                        "method": "Ripley K of the worst mode among held-out anchors vs Monte Carlo null of a random anchor; global extreme-rank test, ties broken at random (seeded)"}
+    extra["detection"] = _detection(run, rip["p_value"])
+    extra["detection_limit"] = extra["detection"]["limit"]
     if run.convergence is not None:
         extra["sampling"] = sampling_change(run.convergence)
     if reference_dir is not None:
@@ -159,20 +175,82 @@ def merge_report(report: dict, extra: dict) -> dict:
     return out
 
 
-def _diversity(run: RunData) -> dict:
+def _mccs_intervals(run: RunData) -> dict:
+    """Bootstrap over anchors, widened by the collection's shared noise (delta method)."""
+    rep = run.report
+    ci = intervals.bootstrap_mean_std(run.mccs, n_boot=N_BOOT, level=CI_LEVEL, seed=rep.get("seed", 0))
+    m_hat = run.m if run.m is not None else np.zeros(len(run.mccs))
+    sd = intervals.collection_sd(run.embeddings, m_hat, run.mccs, float(rep["theta"]), int(rep["n_samples"]), rep["mccs_form"]) \
+        if run.m is not None else {"mean_sd": None, "std_sd": None, "mean_bias": None}
+    mean_lo, mean_hi = intervals.widen(rep["mccs"]["mean"], ci["mean_low"], ci["mean_high"], sd["mean_sd"], CI_LEVEL, sd.get("mean_bias") or 0.0)
+    std_lo, std_hi = intervals.widen(rep["mccs"]["std"], ci["std_low"], ci["std_high"], sd["std_sd"], CI_LEVEL)
+    unseen = float(np.mean(m_hat <= 0)) if run.m is not None else 0.0
+    note = None if unseen <= 0.05 else (
+        f"{unseen:.0%} of anchors saw no sample within theta: |C| is too small for the identities' shares, "
+        "so mu is biased low and its interval does not cover the generator's value; audit with a larger --n")
+    return {"ci_note": note, "mean_ci_low": mean_lo, "mean_ci_high": mean_hi, "std_ci_low": None if std_lo is None else max(std_lo, 0.0),
+            "std_ci_high": std_hi, "ci_level": CI_LEVEL, "collection_sd_mean": sd["mean_sd"], "collection_sd_std": sd["std_sd"], "collection_bias_mean": sd["mean_bias"],
+            "ci_method": f"percentile bootstrap over anchors ({N_BOOT} resamples), widened by the collection's sampling error (delta method)"}
+
+
+def _mode_intervals(run: RunData) -> list:
+    """One entry per report['modes'] entry, same order: its share re-estimated on the held-out
+    anchors, with its interval (the listed modes were chosen by their collection counts)."""
+    out = []
+    for mode in run.report.get("modes", []):
+        hits = np.flatnonzero(run.anchor_index == mode["sample_index"])
+        if len(hits):
+            share = intervals.held_out_share(run.embeddings, int(hits[0]), float(run.report["radius"]), CI_LEVEL)
+            out.append({"rank": mode["rank"], "sample_index": mode["sample_index"], "held_out_fraction": share["share"],
+                        "share_ci_low": share["low"], "share_ci_high": share["high"]})
+    return out
+
+
+def _detection(run: RunData, p_value: float) -> dict:
+    rep = run.report
+    n, m, radius = int(rep["n_samples"]), len(run.embeddings), float(rep["radius"])
+    inputs = detection.detection_inputs(run.embeddings, run.neighbors, run.worst, n, radius)
+    return detection.detection_summary(n, m, radius, inputs["background"], inputs["competitor"],
+                                       detection.collapse_detected({"spatial": {"p_value": p_value}}))
+
+
+def _theta_counts(run: RunData) -> tuple[np.ndarray, int, str]:
+    """Each anchor's count within theta, out of how many samples, and where they come from."""
     theta = float(run.report["theta"])
-    m = len(run.embeddings)
     radii = np.asarray(run.report.get("radial_radii") or [])
     at_theta = np.flatnonzero(np.isclose(radii, theta, rtol=0, atol=1e-12)) if len(radii) else []
     if run.radial is not None and len(at_theta):
         # anchor x collection pairs: |A||C| independent-draw pairs, far more than anchor pairs
-        collisions, pairs, source = int(run.radial[:, at_theta[0]].sum()), m * int(run.report["n_samples"]), "anchors x collection"
-    else:
-        collisions, pairs, source = diversity.count_close_pairs(run.embeddings, theta), m * (m - 1) // 2, "anchor pairs"
+        return run.radial[:, at_theta[0]], int(run.report["n_samples"]), "anchors x collection"
+    m = len(run.embeddings)
+    near = spatial.neighbour_fractions(run.embeddings, run.embeddings, np.array([theta]))[:, 0] * m - 1  # not itself
+    return np.rint(near).astype(np.int64), m - 1, "anchor pairs"
+
+
+def _diversity(run: RunData) -> dict:
+    theta = float(run.report["theta"])
+    m = len(run.embeddings)
+    counts, n, source = _theta_counts(run)
+    pairs = m * n if source == "anchors x collection" else m * (m - 1) // 2
+    collisions = int(counts.sum()) if source == "anchors x collection" else int(counts.sum()) // 2
     size = diversity.support_size(collisions, pairs, CI_LEVEL)
-    return {"vendi": diversity.vendi_score(run.embeddings), "vendi_samples": m, "support_size": size["estimate"],
-            "support_size_lower": size["lower"], "collisions": collisions, "pairs": pairs, "support_threshold": theta,
-            "support_source": source}
+    vendi = diversity.identity_vendi(counts, n, N_BOOT, CI_LEVEL, seed=run.report.get("seed", 0))
+    return {"vendi": vendi["estimate"], "vendi_ci_low": vendi["low"], "vendi_ci_high": vendi["high"], "vendi_samples": m,
+            "vendi_kernel": f"same identity: 1[d <= theta = {theta:.3g}]",
+            "support_size": size["estimate"], "support_size_lower": size["lower"], "collisions": collisions, "pairs": pairs,
+            "support_threshold": theta, "support_source": source,
+            # Beyond |C|/10 identities most hold fewer than ten draws and both estimates fall short.
+            "reliable": bool(vendi["estimate"] <= n / 10),
+            "note": None if vendi["estimate"] <= n / 10 else (
+                f"more than |C|/10 = {n / 10:,.0f} effective identities: both figures are lower bounds here; "
+                "audit with a larger --n to measure them"),
+            "meaning": {
+                "vendi": ("the effective number of equally likely identities, exp of the entropy of the identity shares "
+                          "(the Vendi score with the descriptor's same-identity kernel, d <= theta): K for K equally likely identities; "
+                          "reliable while it is below about |C|/10"),
+                "support_size": ("the birthday-paradox support size, 1 / P(two draws show the same identity, d <= theta): "
+                                 "K for K equally likely identities, smaller than the Vendi score when a few identities dominate"),
+            }}
 
 
 def sampling_change(conv: dict) -> dict:

@@ -59,17 +59,27 @@ def simulate_null(k_bar: np.ndarray, trials: int, sims: int, seed: int = 0) -> n
     return np.cumsum(counts, axis=1) / max(trials, 1)
 
 
-def extreme_rank_pvalue(observed: np.ndarray, simulated: np.ndarray) -> float:
+def extreme_rank_pvalue(observed: np.ndarray, simulated: np.ndarray, rng: np.random.Generator | None = None) -> float:
     """One-sided global extreme-rank test of ``observed`` (R,) being *above* the simulations
     (s, R). Each curve's rank at a radius is the share of all s + 1 curves at least as high;
     its global rank is the smallest over radii; p = share of curves whose global rank is as
-    extreme as the observed one. Ties count against rejection (conservative)."""
+    extreme as the observed one.
+
+    Ties: without ``rng`` they count against rejection (conservative). With ``rng`` the observed
+    curve takes a uniformly random place among the curves tied with it, so that under H0 its rank
+    is uniform on 1..s+1 and ``p`` uniform on {1/(s+1), ..., 1}: neighbour counts are small
+    integers, and a conservative tie rule would pile the p-values at 1 (no longer uniform) and cost
+    power. A curve above every simulation still gets exactly 1/(s+1)."""
     pool = np.vstack([np.asarray(observed, dtype=np.float64)[None, :], np.asarray(simulated, dtype=np.float64)])
     # share of curves >= each curve, per radius: rank from the top with ties counted in
     order = np.sort(pool, axis=0)
     at_least = len(pool) - np.stack([np.searchsorted(order[:, j], pool[:, j], side="left") for j in range(pool.shape[1])], axis=1)
     global_rank = at_least.min(axis=1)
-    return float(np.mean(global_rank <= global_rank[0]))
+    if rng is None:
+        return float(np.mean(global_rank <= global_rank[0]))
+    above = int(np.sum(global_rank[1:] < global_rank[0]))
+    tied = int(np.sum(global_rank[1:] == global_rank[0]))
+    return float((above + 1 + rng.integers(0, tied + 1)) / len(pool))
 
 
 def envelope(curves: np.ndarray, level: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
@@ -105,5 +115,6 @@ def ripley_test(anchors: np.ndarray, worst: int, radii: np.ndarray, k_bar: np.nd
     if not use.any():
         use = radii_arr <= radii_arr[0]
     return {"radii": np.asarray(radii, dtype=np.float64), "observed": observed, "k_bar": np.asarray(k_bar, dtype=np.float64),
-            "envelope95": (low95, high95), "envelope99": (low99, high99), "p_value": extreme_rank_pvalue(observed[use], simulated[:, use]),
+            "envelope95": (low95, high95), "envelope99": (low99, high99), "p_value": extreme_rank_pvalue(observed[use], simulated[:, use], np.random.default_rng([seed, 1])),
+            "p_value_conservative": extreme_rank_pvalue(observed[use], simulated[:, use]),
             "test_radii": np.asarray(radii, dtype=np.float64)[use], "sims": int(sims), "held_out": int(len(others))}

@@ -1,44 +1,199 @@
-"""The plain-language verdict of an audit, computed once from its report figures."""
+"""The plain-language verdict of an audit, computed once from its report figures and stored in
+report.json as ``verdict``: ``{status, headline, reasons, collapse}``. The terminal summary, the
+HTML page, the CI log and gates (``--fail-if 'verdict.collapse>0'``) all read that one result.
+
+``status`` is ``fail`` (a release gate was crossed), ``inconclusive`` (the run cannot support a
+verdict: ``report["degenerate"]["inconclusive"]``), ``collapse`` (the Ripley test finds the worst
+mode significantly denser than a random anchor) or ``pass``.
+"""
 
 from __future__ import annotations
 
-from gancheck.numbers import format_p, format_share
+import json
+from pathlib import Path
+
+import numpy as np
+
+from gancheck.maths import pairwise_distance
+from gancheck.numbers import format_count, format_interval, format_number, format_p, format_share
 
 #: Monte Carlo simulations of the Ripley test when the report does not say.
 N_SIMS = 999
+#: Significance level of the Ripley test behind "collapse".
+ALPHA = 0.01
+#: The one rule for "were the sizes enough": the MCCS figures (mu and the worst mode's MCCS) moved
+#: by less than this relative amount over the last tenfold increase of |C|. The sampling-efficiency
+#: figure's caption states the same rule with the same number.
+SETTLED_CHANGE = 0.05
+STATUSES = ("pass", "collapse", "fail", "inconclusive")
 
 
-def verdict(report: dict) -> tuple[str, str, list[str]]:
-    """Plain-language verdict: (level, headline, sentences); level is pass, warn or fail."""
+def sampling_settled(report: dict) -> tuple[bool | None, str]:
+    """``(settled, sentence)``: whether the run's sizes were enough under :data:`SETTLED_CHANGE`;
+    ``None`` when the run has no convergence record."""
+    samp = report.get("sampling") or {}
+    changes = [c for c in (samp.get("mccs_mean_change"), samp.get("worst_mccs_change")) if c is not None]
+    if not changes:
+        return None, ""
+    change, limit = max(changes), format_share(SETTLED_CHANGE)
+    settled = change < SETTLED_CHANGE
+    what = (f"under {limit}, so the sizes were enough" if settled else
+            f"more than {limit}: a larger --n would likely change them, so treat the figures as provisional")
+    sentence = (f"From |C| = {format_count(samp['from_n'])} to {format_count(samp['to_n'])} the MCCS figures moved by at most "
+                f"{format_share(change)}, {what}.")
+    return settled, sentence
+
+
+def held_out_text(w: dict) -> str:
+    """The worst mode's share re-measured on the held-out anchors, with its interval (the collection
+    count chose the mode, so its own share is biased up; the interval belongs to this estimate)."""
+    ci = format_interval(w.get("neighbor_fraction_ci_low"), w.get("neighbor_fraction_ci_high"), share=True)
+    k, m = w.get("held_out_neighbors"), w.get("held_out_anchors")
+    if k is None or not m:
+        return f"Its share: {ci}"
+    return f"Re-measured on the {format_count(m)} other anchors: {format_count(k)} within r ({format_share(k / m)}, {ci})"
+
+
+def _collapse(report: dict) -> tuple[bool, list[str]]:
+    """Whether the Ripley test finds collapse, and the sentences that say why."""
+    w = report["worst_mode"]
+    sp = report.get("spatial") or {}
+    p = sp.get("p_value")
+    ci = format_interval(w.get("neighbor_fraction_ci_low"), w.get("neighbor_fraction_ci_high"), share=True)
+    typical = report.get("typical_fraction", w.get("typical_fraction"))
+    ratio = (f", {format_number(w['neighbor_fraction'] / typical)} times the average anchor's share ({format_share(typical)})"
+             if typical else "")
+    reasons = [f"The worst-case dense mode (sample {w['sample_index']}) has {format_count(w['neighbors'])} of all "
+               f"{format_count(report['n_samples'])} samples ({format_share(w['neighbor_fraction'])}) within r = "
+               f"{format_number(report['radius'])}{ratio}." + (f" {held_out_text(w)}." if ci else "")]
+    collapsed = p is not None and p < ALPHA
+    if p is not None:
+        test = format_p(p, sp.get("sims", N_SIMS))
+        reasons.append(f"Ripley test: {test}; the worst mode is significantly denser than a random anchor: the generator "
+                       "collapses onto this identity." if collapsed else
+                       f"Ripley test: {test}; no significant evidence that the worst mode is denser than a random anchor.")
+    return collapsed, reasons
+
+
+def verdict(report: dict) -> dict:
+    """The verdict of ``report`` (report.json's figures, after enrichment and gates)."""
+    collapsed, reasons = _collapse(report)
+    settled, sentence = sampling_settled(report)
+    if sentence:
+        reasons.append(sentence)
+    detection = (report.get("detection") or {}).get("sentence")
+    if detection:
+        reasons.append(detection[0].upper() + detection[1:] + ".")
     gates = report.get("gates") or []
     failed = [g for g in gates if g["failed"]]
-    w = report["worst_mode"]
-    sp = report.get("spatial", {})
-    p = sp.get("p_value")
-    lines = []
-    share = w["neighbor_fraction"]
-    ci = (w.get("neighbor_fraction_ci_low"), w.get("neighbor_fraction_ci_high"))
-    ci_text = f" (95% CI {format_share(ci[0])} to {format_share(ci[1])})" if ci[0] is not None else ""
-    typical = report.get("_typical_fraction")
-    ratio = f", {share / typical:,.0f} times the average anchor's share ({format_share(typical)})" if typical else ""
-    lines.append(f"The worst-case dense mode (sample {w['sample_index']}) has {format_share(share)} of all {report['n_samples']:,} samples within r = {report['radius']:.3g}{ci_text}{ratio}.")
-    collapsed = p is not None and p < 0.01
-    if p is not None:
-        if collapsed:
-            lines.append(f"Ripley test: {format_p(p, sp.get('sims', N_SIMS))}; the worst mode is significantly denser than a random anchor: the generator collapses onto this identity.")
-        else:
-            lines.append(f"Ripley test: {format_p(p, sp.get('sims', N_SIMS))}; no significant evidence that the worst mode is denser than a random anchor.")
-    samp = report.get("sampling") or {}
-    if samp.get("mccs_mean_change") is not None:
-        change = max(samp["mccs_mean_change"], samp.get("worst_mccs_change") or 0)
-        enough = "n looks sufficient" if change < 0.02 else "a larger --n would likely change them: treat the figures as provisional"
-        lines.append(f"From |C| = {samp['from_n']:,} to {samp['to_n']:,} the MCCS figures moved by at most {100 * change:.1f}%: {enough}.")
-    if gates:
-        if failed:
-            headline = f"FAIL: {len(failed)} of {len(gates)} release gates crossed ({', '.join(g['gate'] for g in failed)})"
-            return "fail", headline, lines
-        held = "the release gate holds" if len(gates) == 1 else f"all {len(gates)} release gates hold"
-        return ("warn" if collapsed else "pass"), f"PASS: {held}" + (", but the generator collapses (see below)" if collapsed else ""), lines
-    if collapsed:
-        return "warn", "Collapse detected (no release gates were set)", lines
-    return "pass", "No significant collapse detected (no release gates were set)", lines
+    degenerate = report.get("degenerate") or {}
+    share = format_share(report["worst_mode"]["neighbor_fraction"])
+    if failed:
+        status = "fail"
+        headline = f"{len(failed)} of {len(gates)} release gates crossed ({', '.join(g['gate'] for g in failed)})"
+    elif degenerate.get("inconclusive"):
+        status = "inconclusive"
+        why = degenerate.get("reason") or "; ".join(degenerate.get("reasons") or []) or "the run cannot support a verdict"
+        headline = f"Inconclusive: {why}"
+        reasons.insert(0, headline + ".")
+    elif collapsed:
+        status = "collapse"
+        headline = f"Collapse detected: {share} of the samples are one identity (sample {report['worst_mode']['sample_index']})"
+    else:
+        status = "pass"
+        headline = "No significant collapse detected"
+    if status in ("collapse", "pass"):
+        held = "" if not gates else ("; the release gate holds" if len(gates) == 1 else f"; all {len(gates)} release gates hold")
+        headline += held if gates else " (no release gates were set)"
+    return {"status": status, "headline": headline, "reasons": reasons, "collapse": bool(collapsed),
+            "sizes_settled": settled}
+
+
+def typical_fraction(run_dir: str | Path, n_samples: int) -> float | None:
+    """The average anchor's neighbour share N_r / |C| (what a dense mode is compared with)."""
+    import pyarrow.parquet as pq
+
+    path = Path(run_dir) / "anchors.parquet"
+    if not path.is_file() or not n_samples:
+        return None
+    counts = pq.read_table(path, columns=["neighbors"]).column("neighbors").to_numpy()
+    return float(counts.mean() / n_samples) if len(counts) else None
+
+
+def with_verdict(report: dict, run_dir: str | Path) -> dict:
+    """``report`` with its ``verdict`` (computed from everything else in it and the run's anchors)."""
+    out = {k: v for k, v in report.items() if k != "verdict"}
+    typical = typical_fraction(run_dir, out.get("n_samples", 0))
+    out["verdict"] = verdict(dict(out, typical_fraction=typical))
+    return out
+
+
+def _anchor_vectors(run_dir: Path) -> dict:
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(Path(run_dir) / "anchors.parquet", columns=["sample_index", "embedding"]).to_pydict()
+    return {int(s): np.asarray(e, dtype=np.float32) for s, e in zip(table["sample_index"], table["embedding"])}
+
+
+def _share_near(run_dir: Path, vector, radius: float) -> float | None:
+    """Share of ``run_dir``'s collection within ``radius`` of ``vector`` (None without saved embeddings)."""
+    import pyarrow.parquet as pq
+
+    path = Path(run_dir) / "embeddings.parquet"
+    if not path.is_file():
+        return None
+    vectors = np.asarray(pq.read_table(path, columns=["embedding"]).column("embedding").to_pylist(), dtype=np.float32)
+    if vectors.shape[1] != len(vector):
+        return None
+    return float((pairwise_distance(vectors, vector[None, :])[:, 0] <= radius).mean()) if len(vectors) else None
+
+
+def before_after(before_dir: str | Path, after_dir: str | Path, before: dict, after: dict) -> dict:
+    """What changed from the run ``before`` to the run ``after`` (a calibrated re-audit), led by the
+    modes the calibration targeted: ``targeted`` (each with its share before and after),
+    ``worst_before``/``worst_after`` (the worst mode of each run, and whether the after run's is
+    the same identity), ``headline`` and ``sentences`` in plain words."""
+    calibration = None
+    path = Path(after_dir) / "calibration.json"
+    if path.is_file():
+        calibration = json.loads(path.read_text())
+    vb, va = _anchor_vectors(Path(before_dir)), _anchor_vectors(Path(after_dir))
+    radius = float(calibration["r0"]) if calibration else float(before["radius"])
+    if calibration:
+        targeted = [{"sample_index": int(m["sample_index"]), "before": b, "after": a} for m, b, a in
+                    zip(calibration["dense_modes"], calibration["before"]["dense_share_per_mode"], calibration["after"]["dense_share_per_mode"])]
+        improved = bool(calibration.get("improved"))
+    else:
+        w = before["worst_mode"]
+        vec = vb.get(int(w["sample_index"]))
+        targeted = [{"sample_index": int(w["sample_index"]), "before": float(w["neighbor_fraction"]),
+                     "after": _share_near(Path(after_dir), vec, radius) if vec is not None else None}]
+        improved = targeted[0]["after"] is not None and targeted[0]["after"] < targeted[0]["before"]
+    wb, wa = before["worst_mode"], after["worst_mode"]
+    same = None
+    vec_a = va.get(int(wa["sample_index"]))
+    target_vecs = [vb[t["sample_index"]] for t in targeted if t["sample_index"] in vb]
+    if vec_a is not None and target_vecs:
+        same = bool((pairwise_distance(vec_a[None, :], np.stack(target_vecs))[0] <= radius).any())
+    names = "the targeted mode" if len(targeted) == 1 else f"the {len(targeted)} targeted modes"
+    t0 = targeted[0]
+    if t0["after"] is None:
+        headline = f"Calibration: {names}' share after calibration was not measured (the after run saved no embeddings)"
+    else:
+        verb = "fell" if t0["after"] < t0["before"] else "did not fall"
+        headline = (f"Calibration: {names} (sample {t0['sample_index']}) {verb} from {format_share(t0['before'])} to "
+                    f"{format_share(t0['after'])} of the samples within r0 = {format_number(radius)}")
+    sentences = []
+    if same is False:
+        sentences.append(f"The worst mode after calibration is another identity (sample {wa['sample_index']}, "
+                         f"{format_share(wa['neighbor_fraction'])} within r), not a targeted one: the figures below describe that mode. "
+                         f"Before, the worst mode held {format_share(wb['neighbor_fraction'])}.")
+    elif same:
+        sentences.append(f"The worst mode after calibration is still a targeted identity, now with {format_share(wa['neighbor_fraction'])} "
+                         f"within r (before: {format_share(wb['neighbor_fraction'])}).")
+    if calibration and not improved:
+        sentences.append("The drop is not significant: this calibrator does not help; try another --method, more --modes or a larger audit.")
+    return {"targeted": targeted, "radius": radius, "improved": improved,
+            "worst_before": {"sample_index": int(wb["sample_index"]), "share": float(wb["neighbor_fraction"])},
+            "worst_after": {"sample_index": int(wa["sample_index"]), "share": float(wa["neighbor_fraction"]), "same_identity": same},
+            "headline": headline, "sentences": sentences}

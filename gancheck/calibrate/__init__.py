@@ -12,38 +12,105 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from gancheck.calibrate.budget import spend_budget
 from gancheck.calibrate.build import build_calibrator
-from gancheck.calibrate.fitdata import load_fit_data
+from gancheck.calibrate.fitdata import load_fit_data, predict_outlook
 from gancheck.calibrate.proof import prove
 from gancheck.calibrators import METHODS
 from gancheck.errors import GancheckError
-from gancheck.files import write_json
+from gancheck.files import kept_until_replaced, write_json
 
-__all__ = ["calibrate"]
+__all__ = ["calibrate", "export_decision"]
+
+
+def check_budget_and_export(method: str, budget, export_onnx, learns: bool) -> None:
+    """Refuse a budget below 1 and an export this method cannot make, before anything is written."""
+    if budget is not None and int(budget) < 1:
+        raise GancheckError(f"--budget must be at least 1 extra sample to describe, got {budget}; omit it for the default (the audit's |C|)")
+    if export_onnx is not None:
+        if not learns:
+            raise GancheckError(f"--export-onnx needs a calibrator that decides on the latent alone with a learned region (is with --region "
+                                f"auto or a family, gmm with --region mixture); the {method} calibrator asked for has no such graph")
+        if Path(export_onnx).is_dir():
+            raise GancheckError(f"--export-onnx {export_onnx} is a directory; give a file name such as sampler.onnx")
+
+
+def export_decision(calibrator_path: str | Path, onnx_path: str | Path) -> Path:
+    """Write a calibrator's decision graph (latent ``z`` float32 (N, dim) in, ``keep_probability``
+    (N,) out) as a standalone ONNX file, to ship next to the generator."""
+    from gancheck.calibrators import load_calibrator
+    from gancheck.files import atomic_write
+
+    cal = load_calibrator(calibrator_path)
+    if "decision_onnx" not in cal.t:
+        raise GancheckError(f"{calibrator_path} ({cal.method}, region {cal.header['params'].get('region') or cal.header['params'].get('kind')}) "
+                            "stores no decision graph; rebuild it with --method is or gmm and the default --region")
+    atomic_write(onnx_path, cal.t["decision_onnx"].tobytes())
+    return Path(onnx_path)
+
+
+def advice(method: str, spent: dict, result: dict) -> str:
+    """One line on what would help when the excess was not cut significantly."""
+    if method == "rejection":
+        return "the modes are not denser than an ordinary identity at this r0: check --r0 or audit with a larger --n"
+    if method == "drs":
+        return ("drs follows the discriminator, not the dense modes: judge it by what it moves (gancheck coverage --attributes on "
+                "its samples); a larger --max-draws lets it reject more")
+    regions = result.get("region") or []
+    recall = min((r.get("recall") or 0.0) for r in regions) if regions else None
+    what = f"its latent region recalls only {100 * recall:.0f}% of the mode's held-out samples; " if recall is not None else ""
+    return (f"{what}what would help: a larger --budget (this fit described {spent.get('budget', 0):,} extra samples), a larger --max-draws, "
+            "the other latent method, or --method rejection (exact, but it needs the descriptor at sampling time)")
+
+
+def descriptor_calls(data, spent: dict, result: dict) -> dict:
+    """Generator + descriptor calls paid: the audit's, the budget's, the proof's."""
+    audit = int(data.config["n"]) + int(data.config["anchors"])
+    proof = result["cost"].get("proof_descriptor_calls", 0)
+    return {"audit": audit, "budget": int(spent.get("budget", 0)), "proof": int(proof), "calibration": int(spent.get("budget", 0))}
 
 
 def calibrate(run_dir: str | Path, method: str = "is", out: str | Path | None = None, modes: int = 1, r0: float | None = None,
-              proof_dir: str | Path | None = None, overwrite: bool = False, device: str = "auto", progress=None, **options) -> dict:
+              proof_dir: str | Path | None = None, overwrite: bool = False, device: str = "auto", progress=None, resume: bool = False,
+              log=None, **options) -> dict:
     """Fit a ``method`` calibrator on the audit in ``run_dir``, write it to ``out`` (default
     ``RUN_DIR/calibrator-METHOD.safetensors``), re-audit it into ``proof_dir`` (default
     ``RUN_DIR/calibration-METHOD``) and return the before/after figures, also written there as
     calibration.json. ``options``: ``clusters``, ``max_draws`` (gmm), ``region`` (is).
-    ``result["improved"]`` is False when the dense modes' share did not drop."""
+    ``result["improved"]`` is False when the dense modes' share did not drop.
+
+    A fit the run's own counts predict to fail (:func:`.fitdata.fit_outlook`) is said to ``log`` in
+    seconds, before the long part, with what would work; it is also kept in ``result["notes"]``."""
     if method not in METHODS:
         raise GancheckError(f"--method must be one of {', '.join(METHODS.names())}, got {method!r}")
     run_dir = Path(run_dir)
     out = Path(out) if out is not None else run_dir / f"calibrator-{method}.safetensors"
     proof_dir = Path(proof_dir) if proof_dir is not None else run_dir / f"calibration-{method}"
-    if out.exists() and not overwrite:
-        raise GancheckError(f"{out} already exists; choose another --out or pass --overwrite to replace it")
+    if out.exists() and not (overwrite or resume):
+        raise GancheckError(f"{out} already exists; choose another --out, pass --overwrite to replace it, or --resume to finish a stopped calibration")
     if out.is_dir():
         raise GancheckError(f"--out {out} is a directory; give a file name such as calibrator.safetensors")
-    if any((proof_dir / f).exists() for f in ("manifest.json", "report.json")) and not overwrite:
+    if any((proof_dir / f).exists() for f in ("manifest.json", "report.json")) and not (overwrite or resume):
         raise GancheckError(f"{proof_dir} already holds a run; choose another --proof-dir or pass --overwrite to replace it")
+    budget, export_onnx = options.pop("budget", None), options.pop("export_onnx", None)
+    learns = METHODS[method].learns_from_budget(**options)
+    check_budget_and_export(method, budget, export_onnx, learns)
+    outlook = predict_outlook(run_dir, method, modes=modes, r0=r0, region=options.get("region") or ("auto" if method == "is" else "linear"))
+    if outlook and log is not None:
+        log(f"warning: {outlook}")
     data = load_fit_data(run_dir, modes=modes, r0=r0, device=device, progress=progress)
-    header = build_calibrator(data, method, out, **options)
-    result = prove(data, out, proof_dir, overwrite=overwrite, device=device, progress=progress)
-    result["fit"] = header["fit"]
-    result["params"] = header["params"]
-    write_json(Path(proof_dir) / "calibration.json", result)
+    spent = spend_budget(data, data.n if budget is None else int(budget), progress) if learns else {"budget": 0, "described": 0}
+    with kept_until_replaced(out):  # an old calibrator file comes back if the fit or its proof fails
+        header = build_calibrator(data, method, out, **options)
+        result = prove(data, out, proof_dir, overwrite=overwrite, device=device, progress=progress, resume=resume)
+        result["fit"] = header["fit"]
+        result["params"] = header["params"]
+        result["budget"] = spent
+        if outlook:
+            result.setdefault("notes", []).append(outlook)
+        result["advice"] = advice(method, spent, result)
+        result["cost"]["descriptor_calls"] = descriptor_calls(data, spent, result)
+        if export_onnx is not None:
+            result["exported_onnx"] = str(export_decision(out, export_onnx))
+        write_json(Path(proof_dir) / "calibration.json", result)
     return result

@@ -43,13 +43,21 @@ class FitData:
     near: np.ndarray  # (n, M) bool: sample within r0 of mode m
     reference_count: float  # expected N_r0 of an ordinary identity (mean over anchors outside the modes)
     ordinary_anchors: int
+    typical_count: float = 0.0  # median N_r0 over those anchors: a typical identity (the proof's floor)
     mode_acceptance: np.ndarray = field(init=False)  # (M,) p_m
+    # the descriptor budget's extra samples (gancheck.calibrate.budget): training data only
+    extra_indices: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    extra_latents: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))  # (e, dim)
+    extra_vectors: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))
+    extra_near: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), bool))  # (e, M)
 
     def __post_init__(self):
         counts = self.mode_counts
         # Alg. 2: p = N_r0(I_r) / N_r0(I_m), with N_r0(I_r) averaged over ordinary anchors instead of
         # one random image; p = 1 where the "dense" mode is no denser than an ordinary one.
         self.mode_acceptance = np.where(counts > 0, np.minimum(1.0, self.reference_count / np.maximum(counts, 1)), 1.0)
+        self.extra_latents = np.zeros((0, self.prior.dim), np.float32)
+        self.extra_near = np.zeros((0, len(self.modes)), bool)
 
     @property
     def n(self) -> int:
@@ -128,7 +136,7 @@ def load_fit_data(run_dir: str | Path, modes: int = 1, r0: float | None = None, 
         counts = acc.result()["neighbors"].astype(np.float64)
     return FitData(run_dir=run_dir, manifest=manifest, report=report, source=source, embedder=embedder, prior=prior, seed=seed,
                    r0=r0, indices=indices, latents=latents, vectors=vectors, modes=chosen, mode_vectors=mode_vectors, near=near,
-                   reference_count=float(counts.mean()), ordinary_anchors=int(ordinary.sum()))
+                   reference_count=float(counts.mean()), ordinary_anchors=int(ordinary.sum()), typical_count=float(np.median(counts)))
 
 
 def _fit_vectors(run_dir: Path, source, embedder, cfg: dict, progress) -> tuple[np.ndarray, np.ndarray]:
@@ -166,3 +174,67 @@ def embed_samples(source, embedder, indices: np.ndarray, cfg: dict, progress=Non
     if not kept_idx:
         return np.zeros(0, np.int64), np.zeros((0, 1), np.float32)
     return np.concatenate(kept_idx), np.concatenate(kept_vec)
+
+
+#: Share of the run's samples the ``is`` method trains its latent region on (sample index mod 5 in
+#: {0, 1, 2}; :mod:`gancheck.calibrators.importance`).
+TRAIN_SHARE = 3 / 5
+
+
+def fit_outlook(method: str, region: str, counts: list[int], n: int, latent_dim: int) -> str | None:
+    """A warning when a ``method`` fit is unlikely to help, predicted from what the run already counted
+    (``counts``: each calibrated mode's samples within r0 among the run's ``n``), else None.
+
+    The ``is`` method's linear region (``--region linear``) has ``latent_dim + 2`` parameters (one weight per latent value,
+    one for the squared norm, an intercept), fitted on the training split. A mode with fewer training
+    latents than parameters can be separated by chance, so the region tends to recall few of the
+    mode's other latents (how few depends on the mode's shape in latent space: a half-space is found
+    from fewer samples than a curved region). The other methods have no such floor (rejection works on
+    the descriptor, gmm on K-means cells of the whole prior); the learned region families generate
+    extra samples around each mode, so only a mode without any sample within r0 is hopeless there."""
+    if method != "is" or not counts or n <= 0:
+        return None
+    if region != "linear":  # learned families add samples around the modes (--budget): only an empty mode is hopeless
+        empty = [i + 1 for i, c in enumerate(counts) if c == 0]
+        return (f"no sample of the run lies within r0 of mode {empty[0]}: the is method has nothing to learn its region from. "
+                f"What would work: an audit with a larger --n, a larger --r0, or --method rejection") if empty else None
+    params = latent_dim + 2
+    need = int(np.ceil(params / TRAIN_SHARE))
+    weakest = int(np.argmin(counts))
+    count = int(counts[weakest])
+    if count >= need:
+        return None
+    train = int(round(count * TRAIN_SHARE))
+    larger = f"an audit with --n {_round_up(n * need / max(count, 1)):,} or more (about {need} samples near the mode)" if count else "a larger audit"
+    return (f"the is method would learn mode {weakest + 1}'s latent region from about {train} training latents ({TRAIN_SHARE:.0%} of the "
+            f"{count} within r0 of it) in a {latent_dim}-dimensional latent space, fewer than the region's {params} parameters: "
+            f"the region is unlikely to generalise, and fitting and proving it takes minutes. What works at this size: --method rejection "
+            f"(thins images near the mode with the descriptor; any latent size), or {larger}, or a larger --r0 (Ctrl-C now to change course)")
+
+
+def _round_up(x: float) -> int:
+    """``x`` rounded up to two significant digits (a size to type on a command line)."""
+    x = max(int(np.ceil(x)), 1)
+    step = 10 ** max(len(str(x)) - 2, 0)
+    return int(-(-x // step) * step)
+
+
+def predict_outlook(run_dir: str | Path, method: str, modes: int = 1, r0: float | None = None, region: str = "linear") -> str | None:
+    """:func:`fit_outlook` for an audit run, from its report and manifest alone (seconds, before any
+    sample is regenerated); None when it cannot tell (another r0 than the run's radius)."""
+    import json
+
+    run_dir = Path(run_dir)
+    try:
+        report = load_report(run_dir)
+        manifest = json.loads((run_dir / "manifest.json").read_text())
+    except (OSError, ValueError, GancheckError):
+        return None  # load_fit_data reports what is wrong with the run
+    if r0 is not None and float(r0) != float(report["radius"]):
+        return None
+    shape = ((manifest.get("generator") or {}).get("latent_prior") or {}).get("shape")
+    listed = report.get("modes") or [report["worst_mode"]]
+    if not shape or modes < 1:
+        return None
+    counts = [int(m["neighbors"]) for m in listed[:modes]]
+    return fit_outlook(method, region, counts, int(report["n_samples"]), int(np.prod(shape)))

@@ -17,6 +17,7 @@ import numpy as np
 from gancheck.calibrate.fitdata import FitData, embed_samples
 from gancheck.maths import pairwise_distance
 from gancheck.analysis.diversity import frechet_distance
+from gancheck.analysis.intervals import wilson_interval
 from gancheck.calibrators import load_calibrator
 from gancheck.files import file_sha256
 from gancheck.run.audit import audit_into
@@ -52,16 +53,22 @@ def described(vectors: np.ndarray, no_face: str) -> tuple[np.ndarray, np.ndarray
     return vectors[:, :-1], vectors[:, -1] == 0
 
 
-def prove(data: FitData, calibrator_path: str | Path, proof_dir: str | Path, overwrite: bool = False, device: str = "auto", progress=None) -> dict:
+def prove(data: FitData, calibrator_path: str | Path, proof_dir: str | Path, overwrite: bool = False, device: str = "auto", progress=None,
+          resume: bool = False) -> dict:
     """Re-audit ``calibrator_path`` with the run's generator, descriptor and sizes into ``proof_dir``;
     returns the before/after figures (the content of calibration.json, written by the caller)."""
     cfg, before = data.config, data.report
-    after, calibrated = re_audit(data, calibrator_path, proof_dir, overwrite, device, progress)
+    # "before" on a fresh plain draw (indices no fit used): the run's own share of its worst mode is
+    # biased upwards, the mode having been chosen as the run's densest.
+    plain = plain_draw(data, progress)
+    after, calibrated = re_audit(data, calibrator_path, proof_dir, overwrite, device, progress, resume)
     near_after = pairwise_distance(calibrated, data.mode_vectors) <= data.r0
-    share_before, share_after = float(data.dense.mean()), float(near_after.any(axis=1).mean())
+    near_plain = pairwise_distance(plain, data.mode_vectors) <= data.r0
+    share_before, share_after = float(near_plain.any(axis=1).mean()), float(near_after.any(axis=1).mean())
     cal = load_calibrator(calibrator_path)
     draws, measured_on = measured_draws(cal, data, int(cfg["n"]), int(cfg["anchors"]))
-    z = share_drop_z(share_before, data.n, share_after, len(calibrated))
+    z = share_drop_z(share_before, len(plain), share_after, len(calibrated))
+    table = excess_table(near_plain, near_after, data.typical_count / data.n)
     return {
         "format": "gancheck-calibration",
         "method": cal.method,
@@ -74,39 +81,97 @@ def prove(data: FitData, calibrator_path: str | Path, proof_dir: str | Path, ove
         "mccs_form": before["mccs_form"],
         "dense_modes": cal.header["dense_modes"],
         "ordinary_share": cal.header["reference"]["share"],
-        "before": side(before, share_before, [float(s) for s in data.near.mean(axis=0)], 1.0),
+        "proof_seed": proof_seed(data.seed),
+        "before": side(before, share_before, [float(s) for s in near_plain.mean(axis=0)], 1.0),
         "after": side(after, share_after, [float(s) for s in near_after.mean(axis=0)], draws),
+        "run_share_per_mode": [float(s) for s in data.near.mean(axis=0)],
+        "modes": table["modes"],
+        "total": table["total"],
         "draws_measured_on": measured_on,
-        "frechet": frechet_figures(data, calibrated, progress),
+        "frechet": frechet_figures(data, calibrated, plain),
         "region": cal.header["fit"].get("regions"),
         "needs_descriptor_at_sampling": cal.needs_generator,
         "share_drop": {"z": z if np.isfinite(z) else None, "required_z": DROP_Z,
-                       "test": "one-sided two-proportion z: (before - after) / sqrt(b(1-b)/n_b + a(1-a)/n_a)"},
+                       "test": "one-sided two-proportion z on the modes' union share, fresh plain draw vs calibrated re-audit: "
+                               "(before - after) / sqrt(b(1-b)/n_b + a(1-a)/n_a)"},
+        "cost": {"draws_per_kept_sample": draws, "proof_descriptor_calls": 2 * int(cfg["n"]) + int(cfg["anchors"])},
         "improved": bool(z > DROP_Z),
         "notes": notes(cal),
     }
 
 
-def re_audit(data: FitData, calibrator_path, proof_dir, overwrite: bool, device: str, progress) -> tuple[dict, np.ndarray]:
+def plain_draw(data: FitData, progress) -> np.ndarray:
+    """Descriptor vectors of a fresh plain draw of |C| samples (indices ``FLOOR_OFFSET + i``, the
+    run's seed), kept in RUN_DIR/calibration-plain-draw.parquet: every calibration of the run
+    compares with the same draw, described once."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from gancheck.files import atomic_write
+
+    n = int(data.config["n"])
+    path = Path(data.run_dir) / "calibration-plain-draw.parquet"
+    if path.is_file():
+        table = pq.read_table(path)
+        if (table.schema.metadata or {}).get(b"n") == str(n).encode():
+            return np.asarray(table.to_pydict()["embedding"], np.float32)
+    idx, vectors = embed_samples(data.source, data.embedder, FLOOR_OFFSET + np.arange(n, dtype=np.int64), data.config, progress, "floor")
+    table = pa.table({"sample_index": idx, "embedding": list(np.asarray(vectors, np.float32))}).replace_schema_metadata({"n": str(n)})
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink)
+    atomic_write(path, sink.getvalue().to_pybytes())
+    return np.asarray(vectors, np.float32)
+
+
+#: the re-audit draws its collection and anchors under this seed offset from the run's: fresh samples
+PROOF_SEED_SHIFT = 7919
+
+
+def proof_seed(seed: int) -> int:
+    return int(seed) + PROOF_SEED_SHIFT
+
+
+def share_with_interval(near: np.ndarray) -> dict:
+    k, n = int(np.sum(near)), len(near)
+    low, high = wilson_interval(k, n)
+    return {"share": k / n if n else float("nan"), "low": low, "high": high, "count": k, "of": n}
+
+
+def excess_table(near_before: np.ndarray, near_after: np.ndarray, floor: float) -> dict:
+    """Per mode: its share before (fresh plain draw) and after (calibrated re-audit) with 95% Wilson
+    intervals, the floor (a typical anchor's share: the median over the run's ordinary anchors) and the
+    fraction of the excess (share - floor) removed; ``total`` sums the modes' shares and excesses."""
+    modes = []
+    for m in range(near_before.shape[1]):
+        b, a = share_with_interval(near_before[:, m]), share_with_interval(near_after[:, m])
+        excess = b["share"] - floor
+        modes.append({"before": b, "after": a, "floor": floor, "excess_before": excess, "excess_after": a["share"] - floor,
+                      "excess_removed": (b["share"] - a["share"]) / excess if excess > 0 else None})
+    tb, ta = float(near_before.mean(axis=0).sum()), float(near_after.mean(axis=0).sum())
+    excess = tb - len(modes) * floor
+    return {"modes": modes, "total": {"before": tb, "after": ta, "floor": len(modes) * floor, "excess_before": excess,
+                                      "excess_removed": (tb - ta) / excess if excess > 0 else None}}
+
+
+def re_audit(data: FitData, calibrator_path, proof_dir, overwrite: bool, device: str, progress, resume: bool = False) -> tuple[dict, np.ndarray]:
     """The calibrated sampler audited with the run's own settings: ``(report, collection vectors)``.
     The executor stays local (a Ray cluster may be gone by now)."""
     import pyarrow.parquet as pq
 
     cfg, before = data.config, data.report
     same = {k: cfg[k] for k in ("chunk_size", "backend", "top_k", "neighbors_k", "shard_size", "on_nan", "retries") if k in cfg}
-    after = audit_into(cfg["generator"], proof_dir, n=int(cfg["n"]), anchors=int(cfg["anchors"]), seed=data.seed, embedder=cfg["embedder"],
-                       overwrite=overwrite, device=device, threads=cfg.get("threads"), progress=progress, generator_options=cfg.get("generator_options"),
+    after = audit_into(cfg["generator"], proof_dir, n=int(cfg["n"]), anchors=int(cfg["anchors"]), seed=proof_seed(data.seed), embedder=cfg["embedder"],
+                       overwrite=overwrite, resume=resume, device=device, threads=cfg.get("threads"), progress=progress, generator_options=cfg.get("generator_options"),
                        embedder_options=cfg.get("embedder_options"), batch_size=int(cfg.get("batch_size", BATCH_SIZE)), calibrator=calibrator_path,
                        theta=before["theta"], radius=before["radius"], mccs_form=before["mccs_form"], no_face=data.no_face, save_embeddings=True, **same)
     saved = pq.read_table(Path(proof_dir) / "embeddings.parquet").to_pydict()
     return after, np.asarray(saved["embedding"], dtype=np.float32)
 
 
-def frechet_figures(data: FitData, calibrated: np.ndarray, progress) -> dict:
+def frechet_figures(data: FitData, calibrated: np.ndarray, floor: np.ndarray) -> dict:
     """Fréchet distance of calibrated vs original samples outside the dense modes, against the
-    noise floor: a second, independent draw of the plain generator of the same size."""
+    noise floor: ``floor``, a second, independent draw of the plain generator of the same size."""
     cfg = data.config
-    _, floor = embed_samples(data.source, data.embedder, FLOOR_OFFSET + np.arange(int(cfg["n"]), dtype=np.int64), cfg, progress, "floor")
 
     def off_mode(v):
         near = pairwise_distance(v, data.mode_vectors) <= data.r0
@@ -135,8 +200,8 @@ def side(report: dict, share: float, per_mode: list[float], draws_per_sample: fl
 def notes(cal) -> list[str]:
     out = []
     if cal.needs_generator:
-        out.append(f"this calibrator decides on the generated image: sampling with it runs the descriptor "
-                   f"{cal.header['descriptor']['spec']!r} on every candidate, so the descriptor must ship with it")
+        out.append(f"this calibrator decides on the generated image: sampling with it runs {cal.runs_at_sampling()} "
+                   "on every candidate, so that model must ship with it")
     if cal.header["params"].get("limited_by") == "no_held_out_gain":
         out.append("no cell reweighting lowered the dense share on held-out samples (the clusters' dense fractions "
                    "are noise at this size): the gmm calibrator is the plain prior; audit with a larger --n or use is/rejection")
@@ -149,8 +214,8 @@ def measured_draws(cal, data: FitData, n: int, anchors: int) -> tuple[float, int
     sampler = cal.bind(data.source)
     if cal.needs_generator:
         idx = np.arange(min(n, REJECTION_REPLAY), dtype=np.int64)
-        sampler.sample(data.seed, idx)
+        sampler.sample(proof_seed(data.seed), idx)
         return sampler.acceptance_rate, len(idx)
-    sampler.sample(data.seed, anchor_indices(anchors))
-    sampler.sample(data.seed, np.arange(n, dtype=np.int64))
+    sampler.sample(proof_seed(data.seed), anchor_indices(anchors))
+    sampler.sample(proof_seed(data.seed), np.arange(n, dtype=np.int64))
     return sampler.acceptance_rate, n + anchors

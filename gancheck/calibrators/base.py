@@ -54,6 +54,12 @@ class Calibrator(ABC):
         """``(params, tensors, figures)`` fitted on a :class:`~gancheck.calibrate.fitdata.FitData`."""
 
     @classmethod
+    def learns_from_budget(cls, **options) -> bool:
+        """True when a fit with these ``options`` learns a latent region from labelled samples, so the
+        descriptor budget (extra described samples) improves it."""
+        return False
+
+    @classmethod
     @abstractmethod
     def fit_acceptance(cls, data, tensors: dict, params: dict) -> np.ndarray:
         """(n,) a(z) of the fit samples, for the expected draws per kept sample."""
@@ -91,6 +97,10 @@ class Calibrator(ABC):
 
     def _acceptance_for(self, source):
         return self.acceptance
+
+    def runs_at_sampling(self) -> str:
+        """The model a ``needs_generator`` calibrator runs on every candidate image, in words."""
+        return f"the descriptor {self.header['descriptor']['spec']!r}"
 
     def check_generator(self, source, force: bool) -> tuple[int, ...]:
         """The latent shape to sample for ``source``, after checking it is the generator this file was

@@ -22,7 +22,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from gancheck.calibrators.base import Calibrator, register
+from gancheck.calibrators.base import Calibrator, modes_acceptance, register
+from gancheck.calibrators.regions import (DEFAULT_MAX_DRAWS as REGION_MAX_DRAWS, MIXTURE_COMPONENTS, Decision, add_decision, decision_bytes,
+                                          fit_mixture, labelled_sets, mean_average_precision, mixture_onnx, mixture_scores, region_figures,
+                                          thresholds_for)
 from gancheck.errors import GancheckError
 
 LAMBDA_MAX = 1e4
@@ -111,14 +114,64 @@ def _bracket(pred, lo: float, hi: float, steps: int = 100) -> tuple[float, float
     return lo, hi
 
 
+KINDS = ("mixture", "cells")
+
+
+def fit_mixture_region(data, max_draws: float) -> tuple[dict, dict, dict]:
+    """Per mode, a diagonal Gaussian mixture of its latents against one of the off-mode latents (run
+    training split plus the descriptor budget); the number of components is chosen by mean
+    validation average precision of the log density ratio, thresholds on validation, figures on test."""
+    x, near, val, test = labelled_sets(data)
+    off = ~near.any(axis=1)
+    tried, best = {}, None
+    for k in MIXTURE_COMPONENTS:
+        inside = [fit_mixture(x[near[:, m]], k, data.seed) for m in range(near.shape[1])]
+        outside = fit_mixture(x[off], k, data.seed)
+        tried[k] = mean_average_precision(mixture_scores(data.latents[val], inside, outside), data.near[val])
+        if best is None or tried[k] > tried[best[0]]:
+            best = (k, inside, outside)
+    k, inside, outside = best
+    thresholds = thresholds_for(mixture_scores(data.latents[val], inside, outside), data.near[val], data.mode_acceptance, max_draws)
+    figures = region_figures(mixture_scores(data.latents[test], inside, outside), data.near[test], thresholds, probabilities=False)
+    stored = np.where(np.isfinite(thresholds), thresholds, np.finfo(np.float64).max)
+    graph = add_decision(mixture_onnx(inside, outside, data.prior.dim), "scores", list(range(near.shape[1])), stored, data.mode_acceptance)
+    tensors = {"decision_onnx": decision_bytes(graph), "region_thresholds": stored}
+    for name, mix in [("off", outside)] + [(str(m), mix) for m, mix in enumerate(inside)]:
+        tensors.update({f"mixture_{name}_{key}": np.asarray(v, np.float64) for key, v in mix.items()})
+    params = {"kind": "mixture", "components": int(k), "validation_average_precision": {str(c): v for c, v in tried.items()},
+              "max_draws": float(max_draws), "trained_on": {"run": int(len(x) - len(data.extra_latents)), "budget": int(len(data.extra_latents))},
+              "score": "log density ratio of the mode's diagonal Gaussian mixture over the off-mode mixture"}
+    return params, tensors, {"regions": figures}
+
+
+def stored_mixtures(t: dict, modes: int) -> tuple[list[dict], dict]:
+    """The mixtures of a calibrator file's tensors: (per-mode mixtures, off-mode mixture)."""
+    get = lambda name: {k: t[f"mixture_{name}_{k}"] for k in ("means", "precisions", "log_norm")}  # noqa: E731
+    return [get(str(m)) for m in range(modes)], get("off")
+
+
 @register("gmm")
 class GmmCalibrator(Calibrator):
-    """Algorithm 1: prior reweighted per K-means cell."""
+    """Algorithm 1: the prior reweighted by Gaussian mixtures of the modes' latents (``mixture``,
+    the default), or per K-means cell (``cells``)."""
 
-    tensors = ("centroids", "cell_acceptance", "cell_mass", "cell_dense_fraction")
+    tensors = ()
 
     @classmethod
-    def fit(cls, data, clusters: int | None = None, max_draws: float = DEFAULT_MAX_DRAWS, **_) -> tuple[dict, dict, dict]:
+    def learns_from_budget(cls, region: str | None = None, clusters: int | None = None, **_) -> bool:
+        return (region or ("cells" if clusters else "mixture")) == "mixture"
+
+    @classmethod
+    def fit(cls, data, clusters: int | None = None, max_draws: float | None = None, region: str | None = None, **_) -> tuple[dict, dict, dict]:
+        kind = region or ("cells" if clusters else "mixture")
+        if kind not in KINDS:
+            raise GancheckError(f"--region must be one of {', '.join(KINDS)} for the gmm method, got {kind!r}")
+        if kind == "mixture":
+            max_draws = REGION_MAX_DRAWS if max_draws is None else float(max_draws)
+            if not max_draws > 1.0:
+                raise GancheckError(f"--max-draws must be above 1 (draws per kept sample), got {max_draws}")
+            return fit_mixture_region(data, max_draws)
+        max_draws = DEFAULT_MAX_DRAWS if max_draws is None else max_draws
         n = data.n
         k = int(clusters) if clusters else int(np.clip(n // SAMPLES_PER_CLUSTER, 2, MAX_CLUSTERS))
         if not 2 <= k <= n:
@@ -143,7 +196,7 @@ class GmmCalibrator(Calibrator):
         if lam < lam_max:
             limited_by = "held_out_share" if lam > 0 else "no_held_out_gain"
         accept = tilt(fraction, lam)
-        params = {"clusters": k, "lambda": lam, "max_draws": float(max_draws), "target_share": target, "limited_by": limited_by}
+        params = {"kind": "cells", "clusters": k, "lambda": lam, "max_draws": float(max_draws), "target_share": target, "limited_by": limited_by}
         tensors = {"centroids": centroids, "cell_acceptance": accept, "cell_mass": mass, "cell_dense_fraction": fraction}
         figures = {"clusters_with_dense_images": int((fraction > 0).sum()), "clusters_downweighted": int((accept < 0.99).sum()),
                    "lambda_cap": lam_max, "held_out_share_at_lambda_0": float(held_out[0]), "held_out_share": float(held_out[best])}
@@ -151,14 +204,42 @@ class GmmCalibrator(Calibrator):
 
     @classmethod
     def fit_acceptance(cls, data, tensors: dict, params: dict) -> np.ndarray:
+        if "decision_onnx" in tensors:
+            return Decision(tensors["decision_onnx"]).keep(data.latents)
         return tensors["cell_acceptance"][nearest_cell(data.latents, tensors["centroids"])]
 
+    @property
+    def kind(self) -> str:
+        return self.header["params"].get("kind", "cells")
+
     def validate(self) -> None:
+        if self.kind == "mixture":
+            return self._validate_mixture()
+        if any(k not in self.t for k in ("centroids", "cell_acceptance", "cell_mass", "cell_dense_fraction")):
+            raise self.damaged("a cells calibrator needs centroids, cell_acceptance, cell_mass and cell_dense_fraction")
         c, a = self.t["centroids"], self.t["cell_acceptance"]
         if c.ndim != 2 or c.shape[1] != self.prior.dim or a.shape != (len(c),) or self.t["cell_mass"].shape != a.shape:
             raise self.damaged(f"gmm tensors have shapes centroids {c.shape}, cell_acceptance {a.shape} for a {self.prior.dim}-value latent")
         if not (np.all((a > 0) & (a <= 1))):
             raise self.damaged("a cell acceptance lies outside (0, 1]")
 
+    def _validate_mixture(self) -> None:
+        m, dim = len(self.mode_acceptance), self.prior.dim
+        try:
+            inside, outside = stored_mixtures(self.t, m)
+        except KeyError as exc:
+            raise self.damaged(f"mixture tensor {exc.args[0]} is missing") from None
+        for mix in inside + [outside]:
+            if mix["means"].ndim != 2 or mix["means"].shape[1] != dim or mix["precisions"].shape != mix["means"].shape:
+                raise self.damaged(f"a mixture's means are {mix['means'].shape}, not (K, {dim})")
+        if self.t.get("region_thresholds") is None or self.t["region_thresholds"].shape != (m,):
+            raise self.damaged(f"region_thresholds is missing or not ({m},)")
+
     def acceptance(self, z: np.ndarray) -> np.ndarray:
+        if self.kind == "mixture":
+            # Evaluated from the tensors in float64 on the float32 latent the generator sees; the file's
+            # decision_onnx graph computes the same.
+            inside, outside = stored_mixtures(self.t, len(self.mode_acceptance))
+            scores = mixture_scores(np.asarray(z, np.float32).astype(np.float64), inside, outside)
+            return modes_acceptance(scores >= self.t["region_thresholds"][None, :], self.mode_acceptance)
         return self.t["cell_acceptance"][nearest_cell(z, self.t["centroids"])]

@@ -21,6 +21,9 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import f1_score, precision_recall_curve, precision_score, recall_score
 
 from gancheck.calibrators.base import Calibrator, modes_acceptance, register
+from gancheck.calibrators.regions import (DEFAULT_MAX_DRAWS, FAMILIES, Decision, add_decision, decision_bytes, fit_family, labels_of,
+                                          labelled_sets, mean_average_precision, mode_probabilities, region_figures, sklearn_onnx,
+                                          split_of, thresholds_for)
 from gancheck.errors import GancheckError
 
 #: ridge penalties tried; the one with the best validation F1 is kept (the latent size and the
@@ -31,7 +34,9 @@ MIN_MODE_SAMPLES = 20
 #: exact convex hulls (scipy's Qhull) only where they have volume and few enough facets
 MAX_HULL_DIM = 6
 HULL_TOLERANCE = 1e-9
-REGIONS = ("linear", "hull")
+REGIONS = ("auto", *FAMILIES, "linear", "hull")
+#: the region models whose decision is a stored ONNX graph (gancheck.calibrators.regions)
+LEARNED = ("auto", *FAMILIES)
 
 
 def region_features(z: np.ndarray) -> np.ndarray:
@@ -69,12 +74,6 @@ def best_f1_threshold(scores: np.ndarray, y: np.ndarray) -> float:
 
 def precision_recall(predicted: np.ndarray, truth: np.ndarray) -> tuple[float, float]:
     return (float(precision_score(truth, predicted, zero_division=1.0)), float(recall_score(truth, predicted, zero_division=1.0)))
-
-
-def split_of(indices: np.ndarray) -> np.ndarray:
-    """0 train, 1 threshold (validation), 2 held-out test, by sample index mod 5 (3 : 1 : 1)."""
-    r = np.asarray(indices) % 5
-    return np.where(r < 3, 0, np.where(r == 3, 1, 2))
 
 
 def fit_region(z: np.ndarray, y: np.ndarray, split: np.ndarray, ridges: tuple[float, ...] = RIDGES) -> tuple[np.ndarray, float, float, dict]:
@@ -124,24 +123,63 @@ def in_hull(z: np.ndarray, facets: np.ndarray) -> np.ndarray:
     return np.max(z @ facets[:, :-1].T + facets[:, -1][None, :], axis=1) <= HULL_TOLERANCE
 
 
+def fit_learned_region(data, region: str, max_draws: float) -> tuple[dict, dict, dict]:
+    """The ``auto`` region (or one family): every family fitted on the training set, the one with the
+    best mean validation average precision kept, thresholds chosen on validation, figures on test."""
+    families = FAMILIES if region == "auto" else (region,)
+    x, near, val, test = labelled_sets(data)
+    y, M = labels_of(near), near.shape[1]
+    tried = {}
+    best = None
+    for family in families:
+        model = fit_family(family, x, y, data.seed)
+        tried[family] = mean_average_precision(mode_probabilities(model, data.latents[val], M), data.near[val])
+        if best is None or tried[family] > tried[best[0]]:
+            best = (family, model)
+    family, model = best
+    if list(model.classes_) != list(range(M + 1)):
+        raise GancheckError("some dense mode has no training sample inside r0; raise --budget or audit with a larger --n")
+    thresholds = thresholds_for(mode_probabilities(model, data.latents[val], M), data.near[val], data.mode_acceptance, max_draws)
+    figures = region_figures(mode_probabilities(model, data.latents[test], M), data.near[test], thresholds, probabilities=True)
+    stored = np.where(np.isfinite(thresholds), thresholds, np.finfo(np.float64).max)
+    graph = add_decision(sklearn_onnx(model, data.prior.dim), "probabilities", list(range(1, M + 1)), stored, data.mode_acceptance)
+    params = {"region": family, "selected_from": list(families), "selection": "mean validation average precision",
+              "validation_average_precision": tried, "max_draws": float(max_draws),
+              "trained_on": {"run": int((split_of(data.indices) == 0).sum()), "budget": int(len(data.extra_latents))},
+              "split": "run sample index mod 5: 0-2 train (with the budget's samples), 3 family and threshold, 4 held out"}
+    return params, {"decision_onnx": decision_bytes(graph), "region_thresholds": stored}, {"regions": figures}
+
+
 @register("is")
 class ImportanceCalibrator(Calibrator):
     """Algorithm 2: latents in a dense mode's region are kept with probability p_m."""
 
-    tensors = ("region_weights", "region_quadratic", "region_bias")
+    tensors = ()
 
     @classmethod
-    def fit(cls, data, region: str = "linear", **_) -> tuple[dict, dict, dict]:
+    def learns_from_budget(cls, region: str | None = None, **_) -> bool:
+        return (region or "auto") in LEARNED
+
+    @classmethod
+    def fit(cls, data, region: str | None = None, max_draws: float | None = None, **_) -> tuple[dict, dict, dict]:
+        region = region or "auto"
         if region not in REGIONS:
-            raise GancheckError(f"--region must be one of {', '.join(REGIONS)}, got {region!r}")
+            raise GancheckError(f"--region must be one of {', '.join(REGIONS)} for the is method, got {region!r}")
+        max_draws = DEFAULT_MAX_DRAWS if max_draws is None else float(max_draws)
+        if not max_draws > 1.0:
+            raise GancheckError(f"--max-draws must be above 1 (draws per kept sample), got {max_draws}")
         counts = data.mode_counts
-        few = [int(m["sample_index"]) for m, c in zip(data.modes, counts) if c < MIN_MODE_SAMPLES]
+        # with a learned region the descriptor budget adds training samples near the mode
+        usable = counts + data.extra_near.sum(axis=0) if region in LEARNED else counts
+        few = [int(m["sample_index"]) for m, c in zip(data.modes, usable) if c < MIN_MODE_SAMPLES]
         if few:
             raise GancheckError(f"dense mode {few[0]} has fewer than {MIN_MODE_SAMPLES} images within r0 in the run; the is method cannot "
                                 "learn its region from so few: audit with a larger --n, raise --r0, or use --method rejection")
         most = [int(m["sample_index"]) for m, c in zip(data.modes, counts) if c > data.n - MIN_MODE_SAMPLES]
         if most:
             raise GancheckError(f"dense mode {most[0]} holds nearly every image of the run within r0; there is no region to learn: lower --r0")
+        if region in LEARNED:
+            return fit_learned_region(data, region, max_draws)
         dim = data.prior.dim
         split = split_of(data.indices)
         weights, quadratic, bias, per_mode = np.zeros((len(data.modes), dim)), np.zeros(len(data.modes)), np.zeros(len(data.modes)), []
@@ -171,10 +209,19 @@ class ImportanceCalibrator(Calibrator):
 
     @classmethod
     def fit_acceptance(cls, data, tensors: dict, params: dict) -> np.ndarray:
+        if "decision_onnx" in tensors:
+            return Decision(tensors["decision_onnx"]).keep(data.latents)
         return region_acceptance(data.latents, tensors, params.get("region", "linear"), data.mode_acceptance)
 
     def validate(self) -> None:
         m, dim = len(self.mode_acceptance), self.prior.dim
+        if self.header["params"].get("region") in FAMILIES:
+            if "decision_onnx" not in self.t or self.t["decision_onnx"].dtype != np.uint8:
+                raise self.damaged("its learned region has no decision_onnx graph")
+            self._decision = Decision(self.t["decision_onnx"])
+            return
+        if any(k not in self.t for k in ("region_weights", "region_quadratic", "region_bias")):
+            raise self.damaged("region_weights, region_quadratic or region_bias is missing")
         if self.t["region_weights"].shape != (m, dim) or self.t["region_quadratic"].shape != (m,) or self.t["region_bias"].shape != (m,):
             raise self.damaged(f"region tensors do not fit {m} modes of a {dim}-value latent")
         if self.header["params"].get("region", "linear") not in REGIONS:
@@ -186,6 +233,8 @@ class ImportanceCalibrator(Calibrator):
                     raise self.damaged(f"hull_facets_{i} is missing or not (F, {dim + 1})")
 
     def acceptance(self, z: np.ndarray) -> np.ndarray:
+        if self.header["params"].get("region") in FAMILIES:
+            return self._decision.keep(z)
         return region_acceptance(z, self.t, self.header["params"].get("region", "linear"), self.mode_acceptance)
 
 

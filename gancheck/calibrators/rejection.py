@@ -66,20 +66,30 @@ class RejectionCalibrator(Calibrator):
         except GancheckError as exc:
             raise GancheckError(f"calibrator {self.path} rejects in descriptor space and needs the descriptor {d['spec']!r} at sampling time, "
                                 f"which failed to load: {exc}") from None
-        # The output format is fixed now, from plain prior draws: the source resolves its own only after
-        # its first latents, which this sampler must already decide on.
-        probe = self.prior.sample(0, ANCHOR_OFFSET + np.arange(8)).reshape((8, *source.latent_prior.shape))
-        fmt = source.format.resolve(source.generate(probe))
-        shape = source.latent_prior.shape
         r0, no_face, modes, p = float(self.header["r0"]), self.header["params"].get("no_face", "exclude"), self.t["mode_vectors"], self.mode_acceptance
-        batch = max(1, int(getattr(source, "batch_size", BATCH_SIZE)))
 
-        def acceptance(z: np.ndarray) -> np.ndarray:
-            out = np.empty(len(z))
-            for s in range(0, len(z), batch):
-                part = np.asarray(z[s : s + batch], dtype=np.float32).reshape((-1, *shape))
-                vectors, found = descriptor.embed(fmt.convert(source.generate(part)))
-                out[s : s + batch] = image_acceptance(vectors, np.asarray(found, bool), modes, r0, p, no_face)
-            return out
+        def decide(images: np.ndarray) -> np.ndarray:
+            vectors, found = descriptor.embed(images)
+            return image_acceptance(vectors, np.asarray(found, bool), modes, r0, p, no_face)
 
-        return acceptance
+        return deciding_on_images(self.prior, source, decide)
+
+
+def deciding_on_images(prior, source, decide):
+    """a(z) for a calibrator that decides on the generated image: each candidate latent is generated
+    and converted as the audit does, in the source's batches, then ``decide(images) -> (k,)``."""
+    # The output format is fixed now, from plain prior draws: the source resolves its own only after
+    # its first latents, which this sampler must already decide on.
+    probe = prior.sample(0, ANCHOR_OFFSET + np.arange(8)).reshape((8, *source.latent_prior.shape))
+    fmt = source.format.resolve(source.generate(probe))
+    shape = source.latent_prior.shape
+    batch = max(1, int(getattr(source, "batch_size", BATCH_SIZE)))
+
+    def acceptance(z: np.ndarray) -> np.ndarray:
+        out = np.empty(len(z))
+        for s in range(0, len(z), batch):
+            part = np.asarray(z[s : s + batch], dtype=np.float32).reshape((-1, *shape))
+            out[s : s + batch] = decide(fmt.convert(source.generate(part)))
+        return out
+
+    return acceptance

@@ -10,87 +10,135 @@ import typer
 
 import gancheck.api as api
 from gancheck.cli.common import (EXIT_GATE, INPUTS, LATENT_INPUT, LATENT_SHAPE, LAYOUT, PRIOR, TRUNCATION, VALUE_RANGE,
-                                 generator_options, interactive, parse_count, progress_bar, set_threads)
+                                 finite, generator_options, parse_count, positive, set_threads)
+from gancheck.cli.progress import Reporter, choose_mode
+from gancheck.numbers import format_change, format_count, format_number, format_share
 from gancheck.render.images import save_grid
 
 
 def calibrate(
-    run_dir: Path = typer.Argument(..., help="An audit's run directory (`gancheck audit GENERATOR --out RUN_DIR`)."),
-    method: str = typer.Option("is", "--method", help="gmm: reweight K-means cells of the prior (Alg. 1); is: thin a learned latent region around each dense mode (Alg. 2); rejection: thin generated images near the modes (exact; needs the descriptor at sampling time)."),
-    out: Optional[Path] = typer.Option(None, "--out", help="Calibrator file to write (default: RUN_DIR/calibrator-METHOD.safetensors)."),
-    modes: int = typer.Option(1, "--modes", help="Calibrate the top K distinct dense modes of the run (default 1: the worst-case mode)."),
-    r0: Optional[float] = typer.Option(None, "--r0", help="Radius r0 (Eq. 4 distance) around a dense mode whose images count as that mode; default: the run's radius."),
-    clusters: Optional[int] = typer.Option(None, "--clusters", help="gmm: number of K-means clusters (default: one per 20 run samples, at most 4096)."),
-    max_draws: float = typer.Option(3.0, "--max-draws", help="gmm: most prior draws per kept sample the calibrator may cost; it stops short of an ordinary mode's share when reaching it would cost more."),
-    region: str = typer.Option("linear", "--region", help="is: linear (a learned region that works at any latent size) or hull (the paper's exact convex hull, latents of at most 6 values)."),
-    proof_dir: Optional[Path] = typer.Option(None, "--proof-dir", help="Run directory of the re-audit that proves the calibrator, with calibration.json (default: RUN_DIR/calibration-METHOD)."),
+    run_dir: Path = typer.Argument(..., metavar="RUN_DIR", help="An audit's run directory (`gancheck audit GENERATOR --out RUN_DIR`)."),
+    method: str = typer.Option("is", "--method", metavar="gmm|is|rejection|drs", help="gmm: thin latents where Gaussian mixtures of each mode's latents outweigh the rest (Alg. 1; --region cells: reweight K-means cells of the prior); is: thin a learned latent region around each dense mode, its model family chosen on held-out samples (Alg. 2); rejection: thin generated images near the modes (exact; needs the descriptor at sampling time); drs: discriminator rejection sampling (needs --discriminator, and the discriminator at sampling time)."),
+    out: Optional[Path] = typer.Option(None, "--out", metavar="FILE", help="Calibrator file to write; default: calibrator-METHOD.safetensors in RUN_DIR."),
+    modes: int = typer.Option(1, "--modes", metavar="K", help="Calibrate the top K distinct dense modes of the run (1: the worst-case mode)."),
+    r0: Optional[float] = typer.Option(None, "--r0", metavar="D", show_default="the run's radius r", help="Radius r0 around a dense mode whose images count as that mode, as a normalised angular distance (Eq. 4, 0 to 1)."),
+    clusters: Optional[int] = typer.Option(None, "--clusters", metavar="K", show_default="one per 20 run samples, at most 4096", help="gmm: number of K-means clusters."),
+    max_draws: Optional[float] = typer.Option(None, "--max-draws", metavar="X", show_default="1.5 for learned regions, 3 for gmm cells", help="Most prior draws per kept sample the calibrator may cost; it stops short of an ordinary mode's share when reaching it would cost more."),
+    region: Optional[str] = typer.Option(None, "--region", metavar="KIND", show_default="auto for is, mixture for gmm", help="is: auto (the model family with the best held-out score among logistic, boosting, mlp, knn), one of those families, linear (logistic on z and |z|^2, no budget) or hull (the paper's exact convex hull, latents of at most 6 values); gmm: mixture (Gaussian mixtures of each mode's latents against the rest) or cells (K-means cells of the prior)."),
+    budget: Optional[int] = typer.Option(None, "--budget", metavar="N", show_default="the audit's |C|", help="is/gmm with a learned region: extra samples to generate and describe around the modes' boundaries (half local perturbations of the modes' latents, half prior draws near the current region); stored in RUN_DIR and reused when calibrate runs again."),
+    export_onnx: Optional[Path] = typer.Option(None, "--export-onnx", metavar="FILE", help="Also write the calibrated sampler's decision as a small ONNX graph (latent z in, keep_probability out) to ship next to the generator."),
+    discriminator: Optional[Path] = typer.Option(None, "--discriminator", metavar="D.onnx", help="drs: the discriminator (an ONNX model from an image batch to one logit or probability per image) trained against this generator."),
+    discriminator_range: str = typer.Option("-1,1", "--discriminator-range", metavar="-1,1|0,1|0,255", help="drs: the pixel value range the discriminator takes."),
+    proof_dir: Optional[Path] = typer.Option(None, "--proof-dir", metavar="DIR", show_default="RUN_DIR/calibration-METHOD", help="Run directory of the re-audit that proves the calibrator, with calibration.json and a before/after report.html."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --out file and --proof-dir run."),
-    as_json: bool = typer.Option(False, "--json", help="Print calibration.json to stdout (and nothing else)."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar and no before/after table."),
-    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda: where the generator and the descriptor run."),
-    threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for BLAS, FAISS and onnxruntime (default: all cores)."),
+    resume: bool = typer.Option(False, "--resume", help="Finish a stopped or killed calibration: refit (the fit is seeded) and continue its proof audit from its finished shards."),
+    as_json: bool = typer.Option(False, "--json", help="Print calibration.json to stdout (and nothing else); progress lines still go to stderr unless --quiet."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Print nothing but errors (no progress, no before/after table)."),
+    device: str = typer.Option("auto", "--device", metavar="auto|cpu|cuda", help="Where the generator and the descriptor run (auto: CUDA when present)."),
+    threads: Optional[int] = typer.Option(None, "--threads", metavar="N", show_default="all cores", help="CPU threads for BLAS, FAISS and onnxruntime."),
 ):
     """Fit a latent calibrator on an audit run, write it as one portable file, and prove it by re-auditing.
     Exits 1 when the dense modes' share did not drop."""
     set_threads(threads)
-    with progress_bar(interactive(quiet) and not as_json) as on_progress:
-        result = api.calibrate(run_dir, method=method, out=out, modes=modes, r0=r0, proof_dir=proof_dir, overwrite=overwrite,
-                               device=device, progress=on_progress, clusters=clusters, max_draws=max_draws, region=region)
+    positive(clusters, "--clusters"), positive(modes, "--modes")
+    finite(r0, "--r0", 0.0, 1.0), finite(max_draws, "--max-draws", 1.0)
+    mode = choose_mode(quiet, as_json)
+    with Reporter(mode) as rep:
+        result = api.calibrate(run_dir, method=method, out=out, modes=modes, r0=r0, proof_dir=proof_dir, overwrite=overwrite, resume=resume,
+                               device=device, progress=rep.progress, log=rep.logger, clusters=clusters,
+                               max_draws=max_draws, region=region, budget=budget, export_onnx=export_onnx,
+                               **({"discriminator": discriminator, "discriminator_range": discriminator_range} if discriminator else {}))
     if as_json:
-        typer.echo(json.dumps(result, indent=2))
+        typer.echo(json.dumps({k: v for k, v in result.items() if k != "change"}, indent=2))
     elif not quiet:
         for line in before_after_lines(result):
             typer.echo(line)
+    if mode == "lines":
+        typer.echo(f"gancheck: finished in {rep.elapsed()}. {result['change']['headline']}. "
+                   f"Report: {Path(result['proof_run']) / 'report.html'}", err=True)
     if not result["improved"]:
         b, a = result["before"]["dense_share"], result["after"]["dense_share"]
-        typer.echo(f"gancheck: the dense modes' share did not drop ({100 * b:.2f}% before, {100 * a:.2f}% after, "
+        typer.echo(f"gancheck: the dense modes' share did not drop ({format_share(b)} before, {format_share(a)} after, "
                    f"not {result['share_drop']['required_z']:g} standard errors): this calibrator does not help; "
-                   "try another --method, more --modes, or a larger audit", err=True)
+                   f"{result.get('advice') or 'try another --method, more --modes, or a larger audit'}", err=True)
         raise typer.Exit(EXIT_GATE)
 
 
 def before_after_lines(result: dict) -> list[str]:
-    """The proof as plain text: one figure per line, before and after."""
-    b, a, fd = result["before"], result["after"], result["frechet"]
-
-    def pct(x):
-        return f"{100 * x:.3f}%"
-
-    def num(x):
-        return "inf" if x is None else f"{x:.4f}"
-
-    rows = [
-        ("dense mode share (images within r0)", pct(b["dense_share"]), pct(a["dense_share"])),
-        ("worst mode neighbour fraction", pct(b["worst_mode"]["neighbor_fraction"]), pct(a["worst_mode"]["neighbor_fraction"])),
-        (f"worst mode MCCS ({result['mccs_form']} form)", num(b["worst_mode"]["mccs"]), num(a["worst_mode"]["mccs"])),
-        ("MCCS (mu, sigma)", f"({num(b['mccs']['mean'])}, {num(b['mccs']['std'])})", f"({num(a['mccs']['mean'])}, {num(a['mccs']['std'])})"),
-        ("draws per kept sample", f"{b['draws_per_sample']:.3f}", f"{a['draws_per_sample']:.3f}"),
-        ("Frechet distance off the modes", f"{fd['noise_floor']:.5f} (noise floor)", f"{fd['calibrated_vs_original']:.5f}"
-         + (f" ({fd['ratio']:.2f}x floor)" if fd.get("ratio") is not None else "")),
+    """The proof as plain text, led by the targeted modes' shares; one figure per line, before and after."""
+    b, a, fd, change = result["before"], result["after"], result["frechet"], result["change"]
+    rows = [(f"targeted mode {t['sample_index']}: share within r0", format_share(t["before"]), format_share(t["after"]),
+             format_change(None if t["after"] is None else t["after"] - t["before"], share=True)) for t in change["targeted"]]
+    if len(change["targeted"]) > 1:
+        rows.append(("targeted modes together: share within r0", format_share(b["dense_share"]), format_share(a["dense_share"]),
+                     format_change(a["dense_share"] - b["dense_share"], share=True)))
+    wa = change["worst_after"]
+    identity = {True: "a targeted identity", False: "another identity", None: "identity not checked"}[wa["same_identity"]]
+    rows += [
+        ("worst mode of the run: sample", str(change["worst_before"]["sample_index"]), f"{wa['sample_index']} ({identity})", ""),
+        ("worst mode of the run: share within r", format_share(b["worst_mode"]["neighbor_fraction"]), format_share(a["worst_mode"]["neighbor_fraction"]),
+         format_change(a["worst_mode"]["neighbor_fraction"] - b["worst_mode"]["neighbor_fraction"], share=True)),
+        (f"worst mode of the run: MCCS ({result['mccs_form']} form)", format_number(b["worst_mode"]["mccs"]), format_number(a["worst_mode"]["mccs"]), _delta(b["worst_mode"]["mccs"], a["worst_mode"]["mccs"])),
+        ("MCCS mean mu", format_number(b["mccs"]["mean"]), format_number(a["mccs"]["mean"]), _delta(b["mccs"]["mean"], a["mccs"]["mean"])),
+        ("MCCS std sigma", format_number(b["mccs"]["std"]), format_number(a["mccs"]["std"]), _delta(b["mccs"]["std"], a["mccs"]["std"])),
+        ("draws per kept sample", format_number(b["draws_per_sample"]), format_number(a["draws_per_sample"]), ""),
+        ("Frechet distance off the modes", f"{format_number(fd['noise_floor'])} (noise floor)", format_number(fd["calibrated_vs_original"])
+         + (f" ({format_number(fd['ratio'])}x floor)" if fd.get("ratio") is not None else ""), ""),
     ]
     width = max(len(r[0]) for r in rows)
-    lines = [f"gancheck calibrate ({result['method']}): {result['n_samples']:,} samples, {result['n_anchors']:,} anchors, r0 = {result['r0']:.4f}",
-             f"{'':<{width}}  {'before':>24}  {'after':>24}"]
-    lines += [f"{name:<{width}}  {x:>24}  {y:>24}" for name, x, y in rows]
+    cols = [max(len(r[i]) for r in rows + [("", "before", "after", "change")]) for i in (1, 2, 3)]
+    lines = [f"gancheck calibrate ({result['method']}): {format_count(result['n_samples'])} samples, {format_count(result['n_anchors'])} anchors, "
+             f"r0 = {format_number(result['r0'])}", change["headline"] + "."]
+    lines += change["sentences"]
+    lines.append(f"{'':<{width}}  {'before':>{cols[0]}}  {'after':>{cols[1]}}  {'change':>{cols[2]}}")
+    lines += [f"{name:<{width}}  {x:>{cols[0]}}  {y:>{cols[1]}}  {d:>{cols[2]}}" for name, x, y, d in rows]
     for i, r in enumerate(result.get("region") or []):
-        lines.append(f"latent region of mode {i + 1}: precision {r['precision']:.3f}, recall {r['recall']:.3f} "
-                     f"on {r['held_out']:,} held-out samples ({r['held_out_in_mode']:,} in the mode)")
+        lines.append(f"latent region of mode {i + 1}: precision {format_number(r['precision'])}, recall {format_number(r['recall'])} "
+                     f"on {format_count(r['held_out'])} held-out samples ({format_count(r['held_out_in_mode'])} in the mode)")
+    lines += excess_lines(result)
     lines += [f"note: {n}" for n in result.get("notes", [])]
     lines.append(f"calibrator: {result['calibrator']['path']}")
-    lines.append(f"proof: {Path(result['proof_run']) / 'calibration.json'}")
+    lines.append(f"proof: {Path(result['proof_run']) / 'calibration.json'}; before/after report: {Path(result['proof_run']) / 'report.html'}")
     return lines
 
 
+def excess_lines(result: dict) -> list[str]:
+    """Per targeted mode, on fresh samples: share before and after (95% intervals), the floor, the
+    fraction of the excess removed; then the total and the cost."""
+    def share(x):
+        return f"{format_share(x['share'])} [{format_share(x['low'])}, {format_share(x['high'])}]"
+
+    def removed(x):
+        return "n/a (no excess)" if x is None else f"{100 * x:.0f}%"
+
+    lines = []
+    for i, m in enumerate(result.get("modes") or []):
+        lines.append(f"mode {i + 1} on fresh samples: {share(m['before'])} -> {share(m['after'])}; typical anchor {format_share(m['floor'])}; "
+                     f"excess removed {removed(m['excess_removed'])}")
+    t, cost, spent = result.get("total"), result.get("cost") or {}, result.get("budget") or {}
+    if t and len(result.get("modes") or []) > 1:
+        lines.append(f"modes together: {format_share(t['before'])} -> {format_share(t['after'])}; excess removed {removed(t['excess_removed'])}")
+    if cost.get("descriptor_calls"):
+        calls = cost["descriptor_calls"]
+        lines.append(f"cost: {format_number(cost['draws_per_kept_sample'])} prior draws per kept sample; descriptor calls: "
+                     f"{format_count(calls['audit'])} audit, {format_count(calls['budget'])} calibration budget, {format_count(calls['proof'])} proof")
+    return lines
+
+
+def _delta(before, after) -> str:
+    return "" if before is None or after is None else format_change(after - before)
+
+
 def sample(
-    generator: str = typer.Argument(..., help="The generator: an .onnx file, a TorchScript file (.pt) or a Python callable package.module:attr."),
-    calibrator: Optional[Path] = typer.Option(None, "--calibrator", help="Draw latents with this calibrator (from `gancheck calibrate`); default: the plain prior."),
-    n: str = typer.Option("64", "--n", help="Number of images (sample indices 0..n-1)."),
-    out: Path = typer.Option(Path("samples.png"), "--out", help="PNG file for the grid of images."),
-    seed: int = typer.Option(0, "--seed", help="Seed; each image is reproducible from (seed, sample index)."),
-    columns: Optional[int] = typer.Option(None, "--columns", help="Images per row (default: a square grid)."),
+    generator: str = typer.Argument(..., metavar="GENERATOR", help="The generator: an .onnx file, a TorchScript file (.pt) or a Python callable package.module:attr."),
+    calibrator: Optional[Path] = typer.Option(None, "--calibrator", metavar="FILE", show_default="the plain prior", help="Draw latents with this calibrator (from `gancheck calibrate`)."),
+    n: str = typer.Option("64", "--n", metavar="N", help="Number of images (sample indices 0..n-1)."),
+    out: Path = typer.Option(Path("samples.png"), "--out", metavar="FILE", help="PNG file for the grid of images."),
+    seed: int = typer.Option(0, "--seed", metavar="SEED", help="Seed; each image is reproducible from (seed, sample index)."),
+    columns: Optional[int] = typer.Option(None, "--columns", metavar="N", show_default="a square grid", help="Images per row."),
     force: bool = typer.Option(False, "--force", help="Use --calibrator even though it was built for another generator."),
-    batch_size: int = typer.Option(64, "--batch-size", help="Images generated per batch."),
-    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda: where the generator (and a rejection calibrator's descriptor) run."),
+    batch_size: int = typer.Option(64, "--batch-size", metavar="N", help="Images generated per batch; the images do not depend on it."),
+    device: str = typer.Option("auto", "--device", metavar="auto|cpu|cuda", help="Where the generator (and a rejection calibrator's descriptor) run (auto: CUDA when present)."),
     layout: str = LAYOUT,
     value_range: str = VALUE_RANGE,
     prior: str = PRIOR,
@@ -102,6 +150,7 @@ def sample(
 ):
     """Write a PNG grid of the generator's images, drawn through a calibrator when one is given."""
 
+    positive(columns, "--columns")
     images = api.sample_images(generator, n=parse_count(n, "--n"), seed=seed, calibrator=calibrator, force=force, device=device,
                            batch_size=batch_size, **generator_options(layout, value_range, prior, truncation, latent_input, latent_shape, inputs))
     path = save_grid(images, out, columns)

@@ -3,14 +3,22 @@
 from __future__ import annotations
 
 import functools
+import math
+import os
+import signal
 import sys
 
 import typer
 
+from gancheck.engine.pipeline import Stopped, pipeline_active, request_stop, stop_requested
 from gancheck.errors import GancheckError
 
 EXIT_GATE = 1
 EXIT_USAGE = 2
+#: The largest collection or anchor count accepted (beyond it a run could never finish here).
+MAX_COUNT = 10**12
+#: More threads than this only exhausts the machine (OpenMP would start every one).
+MAX_THREADS = 1024
 
 
 def fail(message: str, code: int = EXIT_USAGE):
@@ -18,35 +26,115 @@ def fail(message: str, code: int = EXIT_USAGE):
     raise typer.Exit(code)
 
 
+def debugging() -> bool:
+    """``--debug`` (anywhere on the command line) or GANCHECK_DEBUG=1: tracebacks and third-party logs are shown."""
+    return os.environ.get("GANCHECK_DEBUG", "") not in ("", "0")
+
+
+def run_app(app) -> None:
+    """Run the Typer ``app`` as the ``gancheck`` command: one line on stderr for every error, Typer's
+    usage errors included; SIGTERM and SIGINT stop at the next batch; ``--debug`` anywhere shows
+    tracebacks and third-party logs."""
+    from typer._click.exceptions import UsageError
+
+    args = sys.argv[1:]
+    if "--debug" in args:
+        args = [a for a in args if a != "--debug"]
+        os.environ["GANCHECK_DEBUG"] = "1"
+    quiet_third_party()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, _stop_handler)
+    try:
+        code = app(args=args, prog_name="gancheck", standalone_mode=False)
+    except UsageError as exc:
+        path = exc.ctx.command_path if exc.ctx is not None else "gancheck"
+        text = " ".join(exc.format_message().split()).rstrip(".")
+        if text:  # empty after the help of a bare `gancheck`, already shown
+            typer.echo(f"gancheck: error: {text}; see {path} --help", err=True)
+        code = exc.exit_code
+    except (typer.Abort, Stopped, KeyboardInterrupt) as exc:  # a signal outside any command's own handling
+        name = exc.signal_name if isinstance(exc, Stopped) else "SIGINT"
+        typer.echo(f"gancheck: stopped by {name}", err=True)
+        code = 128 + int(getattr(signal, name))
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+def _stop_handler(signum, frame):
+    """First SIGTERM/SIGINT: stop at the next batch boundary; a second one stops at once."""
+    name = signal.Signals(signum).name
+    if stop_requested() or not pipeline_active():  # outside a pipeline there is no batch to wait for
+        raise Stopped(name)
+    request_stop(name)
+
+
+def quiet_third_party() -> None:
+    """Silence other libraries' log lines and warnings (onnxruntime, FAISS, Ray, deprecations) unless ``--debug``."""
+    import logging
+    import warnings
+
+    if debugging():
+        return
+    warnings.filterwarnings("ignore")
+    for name in ("ray", "faiss", "onnxruntime", "insightface", "PIL", "matplotlib"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+    os.environ.setdefault("RAY_LOG_TO_STDERR", "0")
+
+
 def handle_errors(fn):
-    """User errors become one line on stderr and exit status 2, never a traceback."""
+    """Every error becomes one line on stderr: user errors exit 2, a stop asked for by a signal
+    128 + its number; no traceback unless ``--debug``."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
+        except (typer.Exit, typer.Abort):
+            raise
         except GancheckError as exc:
-            fail(str(exc))
-        except KeyboardInterrupt:
-            typer.echo("gancheck: interrupted; files already written are intact", err=True)
-            raise typer.Exit(130)
+            fail(" ".join(str(exc).split()))
+        except (Stopped, KeyboardInterrupt) as exc:
+            name = exc.signal_name if isinstance(exc, Stopped) else "SIGINT"
+            typer.echo(f"gancheck: stopped by {name}; finished shards are kept: rerun the same command with --resume to continue", err=True)
+            raise typer.Exit(128 + int(getattr(signal, name)))
         except MemoryError:
-            fail("out of memory; lower --batch-size or --chunk-size")
+            fail("out of memory; lower --n (or split the audit into smaller runs), --anchors or --neighbors-k; --batch-size and --chunk-size only bound the working memory")
         except OSError as exc:  # a full disk or a vanished directory while writing results
             fail(f"{exc.strerror or exc}: {exc.filename or ''}; files already written are intact, fix the cause and rerun (with --resume for an audit)")
+        except Exception as exc:
+            if debugging():
+                raise
+            text = (str(exc).strip().splitlines() or [""])[0][:300]
+            fail(f"unexpected {type(exc).__name__}: {text}; rerun with --debug for the traceback and report it if the input looks valid")
 
     return wrapper
 
 
-def parse_count(text: str, name: str) -> int:
-    """``1e6``, ``100000`` or ``100_000`` as an int."""
+def parse_count(text: str, name: str, minimum: int = 0, maximum: int = MAX_COUNT) -> int:
+    """``1e6``, ``100000`` or ``100_000`` as an int in [minimum, maximum]."""
     try:
         value = float(str(text).replace("_", ""))
     except ValueError:
         raise GancheckError(f"{name} must be a number such as 10000 or 1e6, got {text!r}") from None
-    if value != int(value) or value < 0:
+    if not math.isfinite(value) or value != int(value) or value < 0:
         raise GancheckError(f"{name} must be a whole non-negative number, got {text!r}")
+    if not minimum <= value <= maximum:
+        raise GancheckError(f"{name} must lie between {minimum:,} and {maximum:,}, got {text!r}")
     return int(value)
+
+
+def positive(value, name: str):
+    """``value`` unchanged when None or at least 1; otherwise a one-line error."""
+    if value is not None and value < 1:
+        raise GancheckError(f"{name} must be at least 1 (or left out for the default), got {value}")
+    return value
+
+
+def finite(value, name: str, low: float = 0.0, high: float = math.inf):
+    """``value`` unchanged when None or a finite number in [low, high]; otherwise a one-line error."""
+    if value is not None and not (math.isfinite(value) and low <= value <= high):
+        raise GancheckError(f"{name} must be a finite number in [{low:g}, {high:g}], got {value}")
+    return value
 
 
 def parse_pairs(items: list[str] | None, flag: str) -> dict:
@@ -60,6 +148,9 @@ def parse_pairs(items: list[str] | None, flag: str) -> dict:
 
 
 def set_threads(threads: int | None) -> None:
+    positive(threads, "--threads")
+    if threads is not None and threads > MAX_THREADS:
+        raise GancheckError(f"--threads must be at most {MAX_THREADS} (this machine has {os.cpu_count()} cores), got {threads}")
     if not threads:
         return
     try:
@@ -77,13 +168,13 @@ def set_threads(threads: int | None) -> None:
 
 
 # Options of every command that runs a generator.
-LAYOUT = typer.Option("auto", "--layout", help="Generator output layout: auto, nchw or nhwc.")
-VALUE_RANGE = typer.Option("auto", "--range", help="Generator output value range: auto, -1,1, 0,1 or 0,255.")
-PRIOR = typer.Option("normal", "--prior", help="Latent prior: normal, uniform (on [-t, t]) or truncnormal (|z| <= t).")
-TRUNCATION = typer.Option(2.0, "--truncation", help="The bound t of the uniform and truncnormal priors.")
-LATENT_INPUT = typer.Option(None, "--latent-input", help="ONNX input that takes the latent (default: guessed from names and types).")
-LATENT_SHAPE = typer.Option(None, "--latent-shape", help="Latent shape for TorchScript/callable generators, e.g. 512 or 100,1,1.")
-INPUTS = typer.Option(None, "--input", help="Fixed value for another generator input, NAME=VALUE (class label, truncation, noise mode). Repeatable.")
+LAYOUT = typer.Option("auto", "--layout", metavar="auto|nchw|nhwc", help="Generator output layout: auto (detected from a probe batch), channels first or last.")
+VALUE_RANGE = typer.Option("auto", "--range", metavar="auto|-1,1|0,1|0,255", help="Generator output value range: auto (detected from a probe batch), [-1, 1], [0, 1] or [0, 255].")
+PRIOR = typer.Option("normal", "--prior", metavar="normal|uniform|truncnormal", help="Latent prior: standard normal, uniform on [-t, t], or normal truncated to |z| <= t (t: --truncation).")
+TRUNCATION = typer.Option(2.0, "--truncation", metavar="T", help="The bound t of the uniform and truncnormal priors, in latent units (standard deviations).")
+LATENT_INPUT = typer.Option(None, "--latent-input", metavar="NAME", help="ONNX input that takes the latent (default: guessed from names and types).")
+LATENT_SHAPE = typer.Option(None, "--latent-shape", metavar="SHAPE", help="Latent shape for TorchScript/callable generators, e.g. 512 or 100,1,1.")
+INPUTS = typer.Option(None, "--input", metavar="NAME=VALUE", help="Fixed value for another generator input, NAME=VALUE (class label, truncation, noise mode). Repeatable.")
 
 
 def generator_options(layout, value_range, prior, truncation, latent_input, latent_shape, inputs) -> dict:

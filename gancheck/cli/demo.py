@@ -12,18 +12,30 @@ from gancheck.sources.planted import DEMO_MODEL
 
 
 def demo(
-    out: Path = typer.Option(Path("gancheck-demo"), "--out", help="Run directory for the demo audit."),
-    n: str = typer.Option("2e4", "--n", help="Collection size."),
-    anchors: str = typer.Option("1000", "--anchors", help="Number of anchors."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or summary table."),
-    as_json: bool = typer.Option(False, "--json", help="Print report.json to stdout."),
+    out: Path = typer.Option(Path("gancheck-demo"), "--out", metavar="DIR", help="Run directory for the demo audit."),
+    n: str = typer.Option("2e4", "--n", metavar="N", help="Size of the collection C, in samples; accepts 1e6-style numbers."),
+    anchors: str = typer.Option("1000", "--anchors", metavar="N", help="Number of anchors A whose MCCS is computed."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Print nothing but errors (no progress, no summary)."),
+    as_json: bool = typer.Option(False, "--json", help="Print report.json to stdout (and nothing else)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace a run in --out that is not a demo run (an earlier demo run is always replaced)."),
 ):
     """Audit the built-in demo generator (ships with the package; 6% of its draws collapse onto one image)."""
-    audit(generator=str(DEMO_MODEL), n=n, anchors=anchors, out=out, overwrite=True, quiet=quiet, as_json=as_json,
+    audit(generator=str(DEMO_MODEL), n=n, anchors=anchors, out=out, overwrite=overwrite or _holds_demo(out), quiet=quiet, as_json=as_json,
           **_audit_defaults(exclude={"generator", "n", "anchors", "out", "overwrite", "quiet", "as_json"}))
 
 
 def _audit_defaults(exclude: set) -> dict:
     """The audit command's defaults, for commands that call it with a few values changed."""
     return {k: (p.default.default if hasattr(p.default, "default") else p.default)
-            for k, p in inspect.signature(audit.__wrapped__).parameters.items() if k not in exclude}
+            for k, p in inspect.signature(getattr(audit, "__wrapped__", audit)).parameters.items() if k not in exclude}
+
+
+def _holds_demo(out: Path) -> bool:
+    """Whether ``out`` holds an earlier demo run (which a new demo may replace; any other run is kept)."""
+    import json
+
+    try:
+        generator = json.loads((Path(out) / "manifest.json").read_text())["config"]["generator"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+    return Path(str(generator)).name == Path(DEMO_MODEL).name

@@ -12,13 +12,13 @@ from gancheck.analysis.thresholds import build_embedder, estimate_from_folder
 
 
 def theta_command(
-    pairs_dir: Annotated[Path, typer.Argument(help="Folder with same/<pair>/ and different/<pair>/ sub-folders of two images each.")],
-    embedder: Annotated[str, typer.Option("--embedder", "-e", help="Descriptor: dlib, insightface, pixel, onnx:PATH.")] = "dlib",
-    align: Annotated[Optional[str], typer.Option("--align", help="Face descriptors: detect (find the face) or fixed (pre-aligned crops).")] = None,
-    insightface_dir: Annotated[Optional[Path], typer.Option("--insightface-dir", envvar="GANCHECK_INSIGHTFACE_DIR", help="Directory holding the InsightFace model pack.")] = None,
-    device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")] = "auto",
-    threads: Annotated[Optional[int], typer.Option("--threads", help="CPU threads / worker processes.")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the estimate as JSON.")] = False,
+    pairs_dir: Annotated[Path, typer.Argument(metavar="PAIRS_DIR", help="Folder with same/<pair>/ and different/<pair>/ sub-folders of two images each.")],
+    embedder: Annotated[str, typer.Option("--embedder", "-e", metavar="NAME", help="Descriptor: dlib, insightface, pixel or onnx:PATH.")] = "dlib",
+    align: Annotated[Optional[str], typer.Option("--align", metavar="detect|fixed|detect-cnn", show_default="detect", help="Face descriptors: detect (find the face), fixed (pre-aligned crops) or, for dlib, detect-cnn (dlib's CNN face detector).")] = None,
+    insightface_dir: Annotated[Optional[Path], typer.Option("--insightface-dir", envvar="GANCHECK_INSIGHTFACE_DIR", metavar="DIR", help="Directory holding the InsightFace model pack.")] = None,
+    device: Annotated[str, typer.Option("--device", metavar="auto|cpu|cuda", help="Where the descriptor runs (auto: CUDA when present).")] = "auto",
+    threads: Annotated[Optional[int], typer.Option("--threads", metavar="N", show_default="all cores", help="CPU threads / worker processes.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the estimate as JSON (and nothing else).")] = False,
 ):
     """Estimate a descriptor's theta and r (normalised angular distances, Eq. 4) from image pairs."""
     model = build_embedder(embedder, align, insightface_dir, device, threads)

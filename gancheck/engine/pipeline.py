@@ -64,16 +64,98 @@ def prefetch(items: Iterable, depth: int = 2) -> Iterator:
                 thread.join(0.05)
 
 
-def retrying(fn: Callable, what: str, retries: int):
-    """``fn()``, tried ``1 + retries`` times on unexpected errors; user errors are not retried."""
-    for attempt in range(retries + 1):
+class Stopped(BaseException):
+    """A stop was asked for (SIGTERM, SIGINT): raised at the next batch boundary, never retried."""
+
+    def __init__(self, signal_name: str):
+        super().__init__(signal_name)
+        self.signal_name = signal_name
+
+
+_STOP = threading.Event()
+_STOP_SIGNAL = ["SIGTERM"]
+
+
+def request_stop(signal_name: str) -> None:
+    """Ask every running pipeline to stop at its next batch (called from a signal handler)."""
+    _STOP_SIGNAL[0] = signal_name
+    _STOP.set()
+
+
+def stop_requested() -> bool:
+    return _STOP.is_set()
+
+
+_ACTIVE = [0]
+
+
+class running:
+    """``with running():`` marks a pipeline at work, so that a signal waits for its next batch
+    boundary instead of stopping mid-write (see :func:`pipeline_active`)."""
+
+    def __enter__(self):
+        _ACTIVE[0] += 1
+        return self
+
+    def __exit__(self, *exc):
+        _ACTIVE[0] -= 1
+        return False
+
+
+def pipeline_active() -> bool:
+    return _ACTIVE[0] > 0
+
+
+def clear_stop() -> None:
+    _STOP.clear()
+
+
+def check_stop() -> None:
+    if _STOP.is_set():
+        raise Stopped(_STOP_SIGNAL[0])
+
+
+class CallTimeout(Exception):
+    """A generator or descriptor call ran past ``--timeout``."""
+
+
+def call_with_timeout(fn: Callable, timeout: float):
+    """``fn()``, abandoned (left to finish in a daemon thread) when it runs past ``timeout`` seconds; 0 waits forever."""
+    if not timeout:
+        return fn()
+    box: dict = {}
+
+    def run():
         try:
-            return fn()
-        except (GancheckError, KeyboardInterrupt, MemoryError):
+            box["value"] = fn()
+        except BaseException as exc:  # handed to the caller
+            box["error"] = exc
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(timeout)
+    if thread.is_alive():
+        raise CallTimeout(f"no answer within --timeout {timeout:g} s")
+    if "error" in box:
+        raise box["error"]
+    return box["value"]
+
+
+def retrying(fn: Callable, what: str, retries: int, timeout: float = 0):
+    """``fn()``, tried ``1 + retries`` times on unexpected errors and on calls that run past
+    ``timeout`` seconds (0: no limit); user errors and stops are not retried."""
+    for attempt in range(retries + 1):
+        check_stop()
+        try:
+            return call_with_timeout(fn, timeout)
+        except (GancheckError, KeyboardInterrupt, MemoryError, Stopped):
             raise
         except Exception as exc:
             last = exc
     msg = (str(last).strip().splitlines() or [type(last).__name__])[0][:200]
+    if isinstance(last, CallTimeout):
+        raise GancheckError(f"{what} hung: {msg}, {retries + 1} times; finished shards are kept: fix the cause (or raise "
+                            "--timeout) and rerun with --resume")
     raise GancheckError(f"{what} failed {retries + 1} times ({type(last).__name__}: {msg}); finished shards are kept: "
                         "fix the cause and rerun with --resume")
 
@@ -92,7 +174,8 @@ class Worker:
         size = self.config.batch_size
         for start in range(0, len(indices), size):
             idx = indices[start : start + size]
-            images = retrying(lambda: self.source.images(idx), f"the generator on samples {idx[0]}..{idx[-1]}", self.config.retries)
+            images = retrying(lambda: self.source.images(idx), f"the generator on samples {idx[0]}..{idx[-1]}", self.config.retries,
+                              getattr(self.config, "timeout", 0))
             ok = np.isfinite(images.reshape(len(images), -1)).all(axis=1)
             yield idx, images, ok
 
@@ -100,7 +183,8 @@ class Worker:
         for idx, images, ok in batches:
             found = np.zeros(len(idx), bool)
             if ok.any():
-                v, f = retrying(lambda: self.embedder.embed(images[ok]), f"the descriptor on samples {idx[0]}..{idx[-1]}", self.config.retries)
+                v, f = retrying(lambda: self.embedder.embed(images[ok]), f"the descriptor on samples {idx[0]}..{idx[-1]}", self.config.retries,
+                                getattr(self.config, "timeout", 0))
                 self.dim = np.asarray(v).shape[1]
                 vectors = np.zeros((len(idx), self.dim), np.float32)
                 vectors[ok], found[ok] = v, f
@@ -126,6 +210,8 @@ class Worker:
 
     def shard(self, j: int, indices: np.ndarray, checkpoints: list[int], end: int, on_batch=None) -> ShardResult:
         """Exact partial sums of one shard of the collection."""
+        if isinstance(indices, range):
+            indices = np.arange(indices.start, indices.stop, indices.step, dtype=np.int64)
         acc = CollapseAccumulator(self.anchors, self.theta, self.radius, backend=self.config.backend, tile=self.config.chunk_size,
                                   keep_neighbors=self.config.neighbors_k, checkpoints=checkpoints)
         result = ShardResult(j, acc.part)

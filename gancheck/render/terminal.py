@@ -1,37 +1,71 @@
-"""The audit's summary table on a terminal (Rich)."""
+"""The audit's summary on a terminal (Rich) and its last line in a log; both read the verdict
+computed in :mod:`gancheck.analysis.verdict`, and format numbers with :mod:`gancheck.numbers`."""
 
 from __future__ import annotations
 
 from pathlib import Path
+
+from gancheck.numbers import format_count, format_interval, format_number, format_share
+
+#: Rich style of each verdict status
+STATUS_STYLE = {"pass": "bold green", "collapse": "bold yellow", "fail": "bold red", "inconclusive": "bold magenta"}
+
+
+def verdict_text(report: dict) -> str:
+    """``COLLAPSE: Collapse detected: ...``, or the figures' summary for a report without a verdict."""
+    v = report.get("verdict")
+    if not v:
+        w = report.get("worst_mode")
+        return f"Worst mode holds {format_share(w['neighbor_fraction'])} of the samples" if w else "Figures in report.json"
+    return f"{v['status'].upper()}: {v['headline']}"
+
+
+def final_line(report: dict, html: Path, elapsed: str) -> str:
+    """The last line of an audit in a CI log: time taken, verdict and where the report is."""
+    return f"gancheck: finished in {elapsed}. {verdict_text(report)}. Report: {html}"
+
+
+def summary_rows(report: dict) -> list[tuple[str, str]]:
+    w, mc = report["worst_mode"], report["mccs"]
+    rows = [(f"MCCS mean mu (form: {report['mccs_form']}, {report['mccs_formula']})", format_number(mc["mean"]))]
+    if mc.get("mean_ci_low") is not None:
+        rows.append(("MCCS mean mu, bootstrap interval", format_interval(mc["mean_ci_low"], mc["mean_ci_high"])))
+    rows += [("MCCS std sigma (sample)", format_number(mc["std"])), ("worst mode MCCS(I_w)", format_number(w["mccs"])),
+             ("worst mode neighbours within r", f"{format_count(w['neighbors'])} ({format_share(w['neighbor_fraction'])})")]
+    if w.get("neighbor_fraction_ci_low") is not None:
+        k, m = w.get("held_out_neighbors"), w.get("held_out_anchors")
+        held = f"{format_share(k / m)}, " if k is not None and m else ""
+        rows.append(("worst mode share on the other anchors", held + format_interval(w["neighbor_fraction_ci_low"], w["neighbor_fraction_ci_high"], share=True)))
+    rows += [("worst mode sample index", str(w["sample_index"])),
+             ("theta / r (normalised angular distance)", f"{format_number(report['theta'])} / {format_number(report['radius'])}")]
+    if report.get("skipped_nan"):
+        rows.append(("images skipped for NaN/Inf", format_count(report["skipped_nan"])))
+    nf = report.get("no_face") or {}
+    if nf.get("count"):
+        rows.append(("images with no face", f"{format_count(nf['count'])} ({format_share(nf['rate'])}, {nf['policy']}d)"))
+    return rows
 
 
 def render_summary(report: dict, out: Path) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    w = report["worst_mode"]
-    table = Table(title=f"gancheck audit: {report['n_samples']:,} samples, {report['n_anchors']:,} anchors", title_justify="left")
+    table = Table(title=f"gancheck audit: {format_count(report['n_samples'])} samples, {format_count(report['n_anchors'])} anchors", title_justify="left")
     table.add_column("figure")
     table.add_column("value", justify="right")
-    fmt = lambda x: "inf" if x is None else f"{x:.4f}"  # noqa: E731
-    table.add_row(f"MCCS mean (form: {report['mccs_form']}, {report['mccs_formula']})", fmt(report["mccs"]["mean"]))
-    if report["mccs"].get("mean_ci_low") is not None:
-        table.add_row("MCCS mean, 95% bootstrap interval", f"{fmt(report['mccs']['mean_ci_low'])} - {fmt(report['mccs']['mean_ci_high'])}")
-    table.add_row("MCCS std (sample)", fmt(report["mccs"]["std"]))
-    table.add_row("worst mode MCCS", fmt(w["mccs"]))
-    table.add_row("worst mode neighbours within r", f"{w['neighbors']:,} ({100 * w['neighbor_fraction']:.2f}%)")
-    table.add_row("worst mode sample index", str(w["sample_index"]))
-    table.add_row("theta / r", f"{report['theta']:.4f} / {report['radius']:.4f}")
-    if report.get("skipped_nan"):
-        table.add_row("images skipped for NaN/Inf", f"{report['skipped_nan']:,}")
-    if report.get("no_face", {}).get("count"):
-        table.add_row("images with no face", f"{report['no_face']['count']:,} ({100 * report['no_face']['rate']:.1f}%, {report['no_face']['policy']}d)")
+    for name, value in summary_rows(report):
+        table.add_row(name, value)
     modes = Table(title="distinct dense modes", title_justify="left")
-    for col in ("rank", "sample", "N_r", "fraction", "MCCS"):
+    for col in ("rank", "sample", "N_r", "share", "MCCS"):
         modes.add_column(col, justify="right")
     for m in report["modes"][:10]:
-        modes.add_row(str(m["rank"]), str(m["sample_index"]), f"{m['neighbors']:,}", f"{100 * m['neighbor_fraction']:.2f}%", fmt(m["mccs"]))
+        modes.add_row(str(m["rank"]), str(m["sample_index"]), format_count(m["neighbors"]), format_share(m["neighbor_fraction"]), format_number(m["mccs"]))
     console = Console()
     console.print(table)
     console.print(modes)
-    console.print(f"run directory: {out}  (open {out / 'report.html'} to see the modes)")
+    v = report.get("verdict")
+    if v:
+        console.print(f"verdict: {v['status'].upper()}: {v['headline']}", style=STATUS_STYLE.get(v["status"], "bold"), highlight=False, markup=False)
+        for reason in v.get("reasons", []):
+            console.print(f"  {reason}", highlight=False, markup=False)
+    console.print(f"report: {Path(out) / 'report.html'}  (run directory {out})", highlight=False, markup=False)

@@ -4,9 +4,7 @@ from it, :mod:`gancheck.render`."""
 
 from __future__ import annotations
 
-import json
 import sys
-from dataclasses import asdict
 from pathlib import Path
 from typing import Callable
 
@@ -15,12 +13,14 @@ import numpy as np
 from gancheck.components import build_source_and_embedder
 from gancheck.engine.accumulator import Partial, radial_grid
 from gancheck.engine.executors import plan, shard_results
-from gancheck.engine.pipeline import NO_FACE_SAMPLES, Worker
+from gancheck.engine.pipeline import NO_FACE_SAMPLES, Worker, retrying, running
 from gancheck.errors import GancheckError
 from gancheck.files import file_sha256, write_json
 from gancheck.run import shards as sh
-from gancheck.run.directory import base_manifest, combine_embeddings, prepare_run_dir, write_run
-from gancheck.maths import check_thresholds, distinct_modes, mccs
+from gancheck.run.directory import abandon, base_manifest, combine_embeddings, open_staging, prepare_run_dir, publish, write_run
+from gancheck.run.fingerprint import calibrator_hash, run_fingerprint
+from gancheck.run.lock import RunLock
+from gancheck.maths import check_thresholds, distinct_modes, expected_similarity, mccs
 from gancheck.run.config import RADIAL_BINS, AuditConfig
 from gancheck.run.result import AuditResult, convergence_grid, convergence_row, summary
 from gancheck.defaults import BATCH_SIZE
@@ -32,12 +32,15 @@ def audit_into(generator: str, out: str | Path | None, n: int = 10_000, anchors:
                embedder: str = "pixel", overwrite: bool = False, resume: bool = False, device: str = "auto",
                threads: int | None = None, progress: Progress | None = None, generator_options: dict | None = None,
                embedder_options: dict | None = None, argv: list[str] | None = None, batch_size: int = BATCH_SIZE,
-               calibrator: str | Path | None = None, force: bool = False, log=None, **config) -> dict:
+               calibrator: str | Path | None = None, force: bool = False, log=None, finish=None, **config) -> dict:
     """Audit ``generator`` (into the run directory ``out`` when given) and return the report's
-    figures (:func:`gancheck.run.result.summary`); ``config`` takes the other :class:`AuditConfig` fields."""
+    figures (:func:`gancheck.run.result.summary`); ``config`` takes the other :class:`AuditConfig` fields.
+
+    The run is written into a staging sibling of ``out`` under an exclusive lock and moved into
+    place only when it has finished (after ``finish(work_dir, report) -> report``, which may add
+    to it): a failed or refused run leaves ``out`` as it was (docs/run-directory.md)."""
     cfg = AuditConfig(n=n, anchors=anchors, seed=seed, batch_size=batch_size, **config)
     cfg.validate()
-    out = prepare_run_dir(out, overwrite=overwrite, resume=resume) if out is not None else None
     if Path(generator).exists():
         generator = str(Path(generator).resolve())  # the manifest must work from any directory
     calibration = None
@@ -47,20 +50,38 @@ def audit_into(generator: str, out: str | Path | None, n: int = 10_000, anchors:
     rebuild = dict(generator=str(generator), embedder=embedder, generator_options=_jsonable(generator_options),
                    embedder_options=_jsonable(embedder_options), device=device, threads=threads, batch_size=batch_size,
                    calibrator=calibrator, force=force)
-    source, descriptor = build_source_and_embedder(**rebuild)
-    manifest = None
-    if out is not None:
-        source.prepare(seed)
-        manifest = base_manifest(source, descriptor, dict(cfg.__dict__, **rebuild, calibration=calibration), argv)
-        if not resume or not (out / "manifest.json").exists():
-            write_json(out / "manifest.json", manifest)
-    result = run_audit(source, descriptor, cfg, progress=progress, run_dir=out, resume=resume, rebuild=rebuild, log=log)
-    extra = {"calibrator": calibration} if calibration else {}
     if out is None:
-        return dict(summary(result), **extra)
+        source, descriptor = build_source_and_embedder(**rebuild)
+        result = run_audit(source, descriptor, cfg, progress=progress, log=log)
+        return dict(summary(result), **({"calibrator": calibration} if calibration else {}))
+    out = prepare_run_dir(out, overwrite=overwrite, resume=resume)
+    with RunLock(out):
+        work = open_staging(out, resume, log=log)
+        try:
+            report = _audit_run(work, cfg, rebuild, calibration, resume, progress, argv, log)
+            if finish is not None:
+                report = finish(work, report)
+        except BaseException:
+            abandon(work, out)  # kept when --resume can continue it; the error's own line says so
+            raise
+        publish(work, out)
+    return report
+
+
+def _audit_run(work: Path, cfg: AuditConfig, rebuild: dict, calibration: dict | None, resume: bool, progress, argv, log) -> dict:
+    """The audit itself, written into the staging directory ``work``."""
+    source, descriptor = build_source_and_embedder(**rebuild)
+    source.use_run_dir(work)
+    source.allow_nan = cfg.on_nan == "skip"
+    retrying(lambda: source.prepare(cfg.seed), "the generator's probe batch", cfg.retries, cfg.timeout)
+    manifest = base_manifest(source, descriptor, dict(cfg.__dict__, **rebuild, calibration=calibration), argv)
+    if not resume or not (work / "manifest.json").exists():
+        write_json(work / "manifest.json", manifest)
+    result = run_audit(source, descriptor, cfg, progress=progress, run_dir=work, resume=resume, rebuild=rebuild, log=log)
     if cfg.save_embeddings:
-        combine_embeddings(out)
-    return write_run(out, result, manifest, extra)
+        combine_embeddings(work)
+    report = write_run(work, result, manifest, {"calibrator": calibration} if calibration else {})
+    return report
 
 
 def _jsonable(options: dict | None) -> dict:
@@ -80,16 +101,23 @@ def run_audit(source, embedder, config: AuditConfig, progress: Progress | None =
     theta = embedder.default_theta if config.theta is None else float(config.theta)
     radius = embedder.default_radius if config.radius is None else float(config.radius)
     check_thresholds(theta, radius)
-    source.prepare(config.seed)
+    source.allow_nan = config.on_nan == "skip"  # before the probe batch, which may hold NaN too
+    retrying(lambda: source.prepare(config.seed), "the generator's probe batch", config.retries, config.timeout)
     tick = _ticker(progress)
     state = None
     if run_dir is not None:
-        state = sh.State(run_dir, fingerprint(config, theta, radius, source, embedder))
+        state = sh.State(run_dir, fingerprint(config, theta, radius, source, embedder, rebuild))
         for warning in (state.load() if resume else []):
             print(f"gancheck: {warning}", file=sys.stderr)  # always: a redone shard must not go unnoticed
 
+    with running():  # a SIGTERM/SIGINT now stops at the next batch boundary, finished shards kept
+        return _measure(source, embedder, config, theta, radius, run_dir, state, tick, rebuild, log)
+
+
+def _measure(source, embedder, config: AuditConfig, theta: float, radius: float, run_dir, state, tick, rebuild, log) -> AuditResult:
+    """Anchors, then the collection shard by shard (checkpointed in ``state``), then the statistics."""
     worker = Worker(source, embedder, None, theta, radius, config)
-    a_idx = source.anchor_indices(config.anchors)
+    a_idx = anchor_indices(source, config)
     a_vec, a_found, a_ok = _anchors(worker, a_idx, run_dir, state, tick("anchors", len(a_idx)))
     usable = a_ok & (a_found | (config.no_face == "keep"))
     if usable.sum() < 2:
@@ -131,14 +159,14 @@ def run_audit(source, embedder, config: AuditConfig, progress: Progress | None =
     if total.n == 0:
         raise GancheckError(f"none of the {len(c_idx)} samples could be described (no face or NaN); check --align or the generator's output")
 
-    m = total.sim_sum / total.n
+    m = expected_similarity(total.sim_sum, total.n)
     scores = mccs(m, config.mccs_form)
     modes = distinct_modes(worker.anchors, total.neighbors, scores, radius, config.top_k)
     nearest = {i: (total.nn_index[i][total.nn_index[i] >= 0], total.nn_dist[i][total.nn_index[i] >= 0]) for i in modes}
     if config.neighbors_k:
         nearest.setdefault(0, (total.display_index[total.display_index >= 0], total.display_dist[total.display_index >= 0]))
     a_missing = int((a_ok & ~a_found).sum())
-    rows = [convergence_row(n, s / n, nb, config.mccs_form) for _, n, s, nb in total.snapshots if n > 0]
+    rows = [convergence_row(n, expected_similarity(s, n), nb, config.mccs_form) for _, n, s, nb in total.snapshots if n > 0]
     return AuditResult(
         config=config, theta=theta, radius=radius,
         anchor_index=a_idx[usable], anchor_vectors=worker.anchors,
@@ -150,6 +178,14 @@ def run_audit(source, embedder, config: AuditConfig, progress: Progress | None =
         skipped_nan=skipped + int((~a_ok).sum()),
         no_face_samples=samples,
     )
+
+
+def anchor_indices(source, config: AuditConfig) -> np.ndarray:
+    """The anchors' sample indices: apart from C (Eq. 8), or C's first samples under the published
+    code's protocol (so that each anchor's m counts the anchor itself, as theirs does)."""
+    if config.protocol == "reference":
+        return np.asarray(source.collection_indices(config.n, config.anchors)[: config.anchors], dtype=np.int64)
+    return source.anchor_indices(config.anchors)
 
 
 def _anchors(worker, a_idx, run_dir, state, on_batch):
@@ -174,10 +210,13 @@ def run_size(m: int, dim: int, config: AuditConfig) -> int:
     return shards * m * per_anchor + snapshots + tables + embeddings
 
 
-def fingerprint(config: AuditConfig, theta: float, radius: float, source, embedder) -> dict:
-    """Everything a run's numbers depend on; a resumed run must match it exactly."""
-    keep = {k: v for k, v in asdict(config).items() if k not in ("batch_size", "chunk_size", "backend", "executor", "workers", "ray_address", "retries")}
-    return json.loads(json.dumps(dict(keep, theta=theta, radius=radius, generator=source.describe(), embedder=embedder.describe()), default=str))
+def fingerprint(config: AuditConfig, theta: float, radius: float, source, embedder, rebuild: dict | None = None) -> dict:
+    """Everything a run's numbers depend on (:mod:`gancheck.run.fingerprint`); a resumed run must match it exactly."""
+    rebuild = rebuild or {}
+    calibrator = rebuild.get("calibrator")
+    sha = calibrator_hash(calibrator) if calibrator and Path(calibrator).is_file() else calibrator
+    generator = rebuild.get("generator") or source.describe().get("path") or source.describe().get("callable", "")
+    return run_fingerprint(config, theta, radius, source, embedder, generator, rebuild.get("embedder_options"), sha)
 
 
 def _ticker(progress: Progress | None):

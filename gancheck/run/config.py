@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
 from gancheck.errors import GancheckError
 from gancheck.maths import MCCS_FORMS
 from gancheck.defaults import BATCH_SIZE, CHUNK_SIZE, SHARD_SIZE
@@ -11,6 +13,9 @@ from gancheck.defaults import BATCH_SIZE, CHUNK_SIZE, SHARD_SIZE
 NO_FACE_POLICIES = ("exclude", "keep")
 NAN_POLICIES = ("stop", "skip")
 EXECUTORS = ("local", "ray")
+#: independent: anchors drawn apart from C (Eq. 8, A and C disjoint); reference: the published code's
+#: protocol, anchors are the first samples of C and each anchor's m counts the anchor itself.
+PROTOCOLS = ("independent", "reference")
 RADIAL_BINS = 16
 
 
@@ -24,6 +29,7 @@ class AuditConfig:
     theta: float | None = None
     radius: float | None = None
     mccs_form: str = "paper"
+    protocol: str = "independent"
     batch_size: int = BATCH_SIZE
     chunk_size: int = CHUNK_SIZE
     backend: str = "auto"
@@ -37,12 +43,28 @@ class AuditConfig:
     executor: str = "local"
     workers: int = 1
     ray_address: str | None = None
+    #: seconds a generator or descriptor call may take before it counts as failed (0: no limit)
+    timeout: float = 1800.0
 
     def validate(self) -> None:
+        for name in ("n", "anchors", "seed", "batch_size", "chunk_size", "shard_size", "workers", "retries", "top_k", "neighbors_k"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not (isinstance(value, (int, np.integer)) or (isinstance(value, float) and value.is_integer())):
+                raise GancheckError(f"--{name.replace('_', '-')} must be a whole number, got {value!r}")
+        for name in ("theta", "radius", "timeout"):
+            value = getattr(self, name)
+            if value is not None and not (isinstance(value, (int, float, np.number)) and np.isfinite(value) and value >= 0):
+                raise GancheckError(f"--{name} must be a finite number not below 0, got {value!r}")
+        if self.top_k < 1 or self.neighbors_k < 0 or self.seed < 0:
+            raise GancheckError(f"--top-k must be at least 1, --seed not negative (got top_k={self.top_k}, seed={self.seed})")
         if self.n < 1 or self.anchors < 2:
             raise GancheckError(f"--n must be at least 1 and --anchors at least 2 (got n={self.n}, anchors={self.anchors})")
         if self.mccs_form not in MCCS_FORMS:
             raise GancheckError(f"--mccs-form must be one of {', '.join(MCCS_FORMS)}, got {self.mccs_form!r}")
+        if self.protocol not in PROTOCOLS:
+            raise GancheckError(f"--protocol must be one of {', '.join(PROTOCOLS)}, got {self.protocol!r}")
+        if self.protocol == "reference" and self.anchors > self.n:
+            raise GancheckError(f"--protocol reference draws the anchors from C: --anchors ({self.anchors}) must not exceed --n ({self.n})")
         if self.no_face not in NO_FACE_POLICIES:
             raise GancheckError(f"--no-face must be one of {', '.join(NO_FACE_POLICIES)}, got {self.no_face!r}")
         if self.on_nan not in NAN_POLICIES:

@@ -21,35 +21,133 @@ from gancheck.components import build_source_and_embedder
 from gancheck.errors import GancheckError
 from gancheck.files import atomic_write, package_versions, write_json
 from gancheck.defaults import BATCH_SIZE
+from gancheck.images import to_uint8
 
 FORMAT_VERSION = 1
 _RUN_FILES = ("manifest.json", "report.json", "anchors.parquet")
 
 
 def prepare_run_dir(out: str | Path, overwrite: bool = False, resume: bool = False) -> Path:
-    """Create ``out``; refuse to write into a directory that already holds a run, unless it is
-    to be replaced (``overwrite``) or continued (``resume``; with nothing to continue, it starts)."""
-    import shutil
-
+    """Check that ``out`` may receive a run, without touching anything there: refuse a directory
+    that already holds a run unless it is to be replaced (``overwrite``, at the very end, see
+    :func:`publish`) or continued (``resume``; with nothing to continue, it starts)."""
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise GancheckError(f"--out {out} is a file, not a directory; choose another path")
-    holds_run = any((out / f).exists() for f in _RUN_FILES + ("state.json",))
-    if holds_run and not (overwrite or resume):
+    if holds_run(out) and not (overwrite or resume):
         raise GancheckError(f"{out} already holds a run; continue it with --resume, replace it with --overwrite, or choose another --out")
-    if holds_run and overwrite and not resume:
-        for name in ("shards", "no_face"):
-            shutil.rmtree(out / name, ignore_errors=True)
-        for name in _RUN_FILES + ("state.json", "embeddings.parquet"):
-            (out / name).unlink(missing_ok=True)
     try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / ".gancheck-write-test"
+        out.absolute().parent.mkdir(parents=True, exist_ok=True)
+        probe = out.absolute().parent / f".{out.name}.write-test-{os.getpid()}"
         probe.write_bytes(b"")
         probe.unlink()
     except OSError as exc:
         raise GancheckError(f"cannot write to {out} ({exc.strerror}); choose a writable --out") from None
     return out
+
+
+def holds_run(path: str | Path) -> bool:
+    return any((Path(path) / f).exists() for f in _RUN_FILES + ("state.json",))
+
+
+def staging_dir(out: str | Path) -> Path:
+    """The sibling a run is written into until it has finished: ``.NAME.partial``."""
+    out = Path(out).absolute()
+    return out.parent / f".{out.name}.partial"
+
+
+def open_staging(out: Path, resume: bool, log=None) -> Path:
+    """The directory to write a run into. ``resume`` continues an unfinished run (the staging
+    directory of a stopped run, else a copy of the finished run in ``out``); otherwise a stale
+    unfinished run is discarded and the staging directory starts empty. ``out`` is never touched."""
+    import shutil
+
+    work = staging_dir(out)
+    if resume and (work / "state.json").is_file():
+        return work
+    if work.exists():
+        if holds_run(work) and log is not None:
+            log(f"discarding the unfinished run in {work} (pass --resume to continue one)")
+        shutil.rmtree(work)
+    if resume and (Path(out) / "state.json").is_file():
+        # the finished run stays whole until the continued one replaces it
+        shutil.copytree(out, work, ignore=lambda d, names: [n for n in names if n not in RUN_ENTRIES] if Path(d) == Path(out) else [])
+        return work
+    work.mkdir(parents=True)
+    return work
+
+
+def has_checkpoints(work: Path) -> bool:
+    """Whether a stopped run in ``work`` holds finished work worth a --resume."""
+    try:
+        return bool(json.loads((Path(work) / "state.json").read_text()).get("shards"))
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def abandon(work: Path, out: Path) -> bool:
+    """After a failed or stopped run: keep ``work`` when --resume can continue it (returns True),
+    otherwise remove it so that nothing blocks the corrected command. An untouched copy of the
+    finished run in ``out`` is not worth keeping."""
+    import shutil
+
+    def state(d):
+        try:
+            return (Path(d) / "state.json").read_bytes()
+        except OSError:
+            return None
+
+    if has_checkpoints(work) and state(work) != state(out):
+        return True
+    shutil.rmtree(work, ignore_errors=True)
+    return False
+
+
+#: What a run writes at the top of its directory (anything else there, such as a calibration
+#: proof run or the user's own files, is left alone when the run is replaced).
+RUN_ENTRIES = ("manifest.json", "report.json", "report.html", "state.json", "anchors.parquet", "modes.parquet",
+               "neighbors.parquet", "convergence.parquet", "embeddings.parquet", "shards", "no_face", "cache")
+
+
+def publish(work: Path, out: Path) -> None:
+    """Move the finished run ``work`` to ``out``, replacing what was there only now: in one rename
+    when ``out`` is new or holds nothing but a run, else entry by entry (report.json and
+    manifest.json last), leaving the directory's other entries alone."""
+    import shutil
+
+    import signal
+
+    out = Path(out)
+    held = {signal.SIGINT, signal.SIGTERM}
+    signal.pthread_sigmask(signal.SIG_BLOCK, held)  # a second Ctrl-C must not land between the renames
+    try:
+        if out.exists() and any(p.name not in RUN_ENTRIES for p in out.iterdir()):
+            _merge(work, out)
+            return
+        old = out.absolute().parent / f".{out.name}.old-{os.getpid()}"
+        if out.exists():
+            os.replace(out, old)
+        os.replace(work, out)
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, held)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _merge(work: Path, out: Path) -> None:
+    import shutil
+
+    new = {p.name for p in work.iterdir()}
+    for name in RUN_ENTRIES:  # the old run's files that the new run does not replace
+        stale = out / name
+        if name not in new and (stale.exists() or stale.is_symlink()):
+            shutil.rmtree(stale) if stale.is_dir() else stale.unlink()
+    last = ("report.json", "manifest.json")
+    for name in sorted(new, key=lambda n: (n in last, last.index(n) if n in last else 0, n)):
+        target = out / name
+        if target.is_dir() and not target.is_symlink():
+            shutil.rmtree(target)
+        os.replace(work / name, target)
+    shutil.rmtree(work, ignore_errors=True)
 
 
 def _write_table(path: Path, columns: dict) -> None:
@@ -95,6 +193,7 @@ def base_manifest(source, embedder, config_dict: dict, argv: list[str] | None = 
         "generator": source.describe(),
         "embedder": embedder.describe(),
         "versions": package_versions(),
+        "images": {"shape": list(source.image_shape) if getattr(source, "image_shape", None) else None},
         "status": "running",
     }
 
@@ -121,7 +220,7 @@ def write_run(out: Path, result: AuditResult, manifest: dict, extra: dict | None
     if result.no_face_samples:
         (out / "no_face").mkdir(exist_ok=True)
         for index, image in result.no_face_samples:
-            Image.fromarray(np.clip(np.rint(image * 255), 0, 255).astype(np.uint8)).save(out / "no_face" / f"{index}.png")
+            Image.fromarray(to_uint8(image)).save(out / "no_face" / f"{index}.png")
     report["radial_radii"] = [float(r) for r in result.radii]
     report["embedder"] = manifest["embedder"].get("name")
     report["generator"] = manifest["generator"]

@@ -64,6 +64,7 @@ def summary(result: AuditResult) -> dict:
         "radius": result.radius,
         "mccs_form": result.config.mccs_form,
         "mccs_formula": "1/(1-ln m)" if result.config.mccs_form == "paper" else "1/(-log10 m)",
+        "protocol": result.config.protocol,
         "seed": result.config.seed,
         "mccs": {"mean": _finite(mu), "std": _finite(sigma), "min": _finite(np.min(result.scores)),
                  "median": _finite(np.median(result.scores)), "max": _finite(np.max(result.scores))},

@@ -15,6 +15,7 @@ from gancheck.engine.accumulator import Partial
 from gancheck.engine.pipeline import ShardResult
 from gancheck.errors import GancheckError
 from gancheck.files import file_sha256, write_json
+from gancheck.run.fingerprint import describe_difference, first_difference
 
 STATE = "state.json"
 SHARD_DIR = "shards"
@@ -107,25 +108,30 @@ class State:
         self.done: dict[int, dict] = {}
 
     def load(self) -> list[str]:
-        """Read a previous state; returns warnings about shards that must be redone."""
+        """Read a previous state; returns warnings about shards that must be redone. A run started
+        with another fingerprint is refused, naming the first field that differs."""
         if not self.path.exists():
             return []
         try:
             data = json.loads(self.path.read_text())
-        except json.JSONDecodeError:
+            shards = data.get("shards", {})
+            old = data["fingerprint"]
+            entries = [(int(key), entry["file"], entry["sha256"]) for key, entry in shards.items()]
+            if not isinstance(old, dict) or not all(isinstance(f, str) and isinstance(h, str) for _, f, h in entries):
+                raise TypeError("wrong types")
+        except (ValueError, KeyError, TypeError, AttributeError):
             return [f"{self.path} is damaged; every shard will be recomputed"]
-        if data.get("fingerprint") != self.fingerprint:
-            changed = sorted(k for k in set(self.fingerprint) | set(data.get("fingerprint", {}))
-                             if self.fingerprint.get(k) != data.get("fingerprint", {}).get(k))
-            raise GancheckError(f"the run in {self.path.parent} was started with other settings ({', '.join(changed)}); "
-                                "resume with the same settings, or start afresh with --overwrite")
+        diff = first_difference(old, self.fingerprint)
+        if diff is not None:
+            raise GancheckError(f"cannot resume: the run was started with other settings or inputs, {describe_difference(diff)}; resume with "
+                                "the same inputs and settings, or start afresh (--overwrite replaces the run only once the new one has finished)")
         warnings = []
-        for key, entry in data.get("shards", {}).items():
-            path = self.path.parent / SHARD_DIR / entry["file"]
-            if not path.is_file() or file_sha256(path) != entry["sha256"]:
-                warnings.append(f"shard {key} ({entry['file']}) is missing or corrupt; recomputing it")
+        for key, file, sha in entries:
+            path = self.path.parent / SHARD_DIR / Path(file).name
+            if not path.is_file() or file_sha256(path) != sha:
+                warnings.append(f"shard {key} ({file}) is missing or corrupt; recomputing it")
                 continue
-            self.done[int(key)] = entry
+            self.done[key] = {"file": Path(file).name, "sha256": sha}
         return warnings
 
     def mark(self, j: int, file: str, sha256: str) -> None:

@@ -37,6 +37,8 @@ class Source(ABC):
     latent_prior: LatentPrior | None = None
     #: set by the pipeline: NaN images come back as NaN (skipped and counted) instead of an error
     allow_nan: bool = False
+    #: (height, width) of the images, once known (after :meth:`prepare`)
+    image_shape: tuple[int, int] | None = None
 
     @classmethod
     @abstractmethod
@@ -50,11 +52,16 @@ class Source(ABC):
         """Fix anything that must not depend on batching (output format), before the first batch."""
         self.seed = int(seed)
 
+    def use_run_dir(self, run_dir) -> None:
+        """Where the run is written; a source may keep files there (a response cache)."""
+
     def anchor_indices(self, n: int) -> np.ndarray:
         return anchor_indices(n)
 
-    def collection_indices(self, n: int, n_anchors: int = 0) -> np.ndarray:
-        return np.arange(n, dtype=np.int64)
+    def collection_indices(self, n: int, n_anchors: int = 0) -> range | np.ndarray:
+        """C's sample indices: ``range(n)``, never materialised whole (its memory would grow with n);
+        each shard makes its own array (:meth:`gancheck.engine.pipeline.Worker.shard`)."""
+        return range(int(n))
 
     def describe(self) -> dict:
         return {"kind": self.kind}
@@ -81,16 +88,42 @@ class LatentSource(Source):
     def prepare(self, seed: int) -> None:
         super().prepare(seed)
         # The probe uses fixed anchor indices, so detection is the same for every batch size.
-        probe = self.latents(np.arange(ANCHOR_OFFSET, ANCHOR_OFFSET + 8))
-        self.format = self.format.resolve(self.generate(probe))
+        self.current_indices = np.arange(ANCHOR_OFFSET, ANCHOR_OFFSET + 8)  # for inputs drawn per sample
+        probe = self.latents(self.current_indices)
+        try:
+            raw = self.generate(probe)
+        except (GancheckError, MemoryError):
+            raise
+        except Exception as exc:  # the generator's own failure: name it in one line
+            first = (str(exc).strip().splitlines() or [""])[0][:200]
+            raise GancheckError(f"the generator failed on its first batch of {len(probe)} latents of shape {probe.shape[1:]} "
+                                f"({type(exc).__name__}: {first}); check that it takes a latent batch (see --latent-shape) and returns images") from None
+        self.format = self.format.resolve(check_count(raw, len(probe)), allow_nan=self.allow_nan)
+        shape = tuple(int(k) for k in raw.shape)
+        self.image_shape = shape[2:4] if self.format.layout == "nchw" else shape[1:3]
 
     def images(self, indices: np.ndarray) -> np.ndarray:
         indices = np.asarray(indices, dtype=np.int64)
         out = []
         for start in range(0, len(indices), self.batch_size):
             part = indices[start : start + self.batch_size]
-            out.append(self.format.convert(self.generate(self.latents(part)), first_index=int(part[0]), allow_nan=self.allow_nan))
+            self.current_indices = part  # for inputs drawn per sample (gancheck.sources.conditions)
+            raw = check_count(self.generate(self.latents(part)), len(part))
+            out.append(self.format.convert(raw, first_index=int(part[0]), allow_nan=self.allow_nan))
         return np.concatenate(out) if out else np.zeros((0, 1, 1, 3), np.float32)
 
     def describe(self) -> dict:
         return {"kind": self.kind, "latent_prior": self.latent_prior.to_dict(), "output": self.format.to_dict()}
+
+
+def check_count(raw, n: int):
+    """``raw`` when it holds one image per latent; a one-line error otherwise."""
+    try:
+        count = len(raw)
+    except TypeError:
+        count = None
+    if count != n:
+        got = "no batch" if count is None else f"{count} images"
+        raise GancheckError(f"the generator returned {got} for a batch of {n} latents; it must return one image per latent, "
+                            "batch axis first")
+    return raw

@@ -8,6 +8,7 @@ import numpy as np
 
 from gancheck.errors import GancheckError
 from gancheck.sources.base import LatentSource, register
+from gancheck.sources.conditions import RandomCondition, is_random
 from gancheck.sources.latents import LatentPrior
 from gancheck.onnx_runtime import open_session
 from gancheck.files import file_sha256
@@ -74,7 +75,10 @@ class OnnxGenerator(LatentSource):
                 f"{self.path} has inputs {', '.join(missing)} besides the latent {self.latent_name!r}; "
                 "give each a fixed value with --input NAME=VALUE (e.g. --input label=3)"
             )
-        self.extra = {name: (parse_value(text, _DTYPES.get(model_inputs[name].type, np.float32)), model_inputs[name].shape) for name, text in given.items()}
+        self.random = {name: (RandomCondition.parse(name, text), _DTYPES.get(model_inputs[name].type, np.float32), model_inputs[name].shape)
+                       for name, text in given.items() if is_random(text)}
+        self.extra = {name: (parse_value(text, _DTYPES.get(model_inputs[name].type, np.float32)), model_inputs[name].shape)
+                      for name, text in given.items() if not is_random(text)}
         self.output_name = self.session.get_outputs()[0].name
 
     @staticmethod
@@ -89,10 +93,12 @@ class OnnxGenerator(LatentSource):
         names = ", ".join(f"{i.name} {i.type}" for i in model_inputs.values())
         raise GancheckError(f"no floating-point latent input found (inputs: {names}); name it with --latent-input")
 
-    def _feed(self, z: np.ndarray) -> dict:
+    def _feed(self, z: np.ndarray, indices: np.ndarray | None = None) -> dict:
         feed = {self.latent_name: z.astype(self.latent_dtype, copy=False)}
         for name, (value, shape) in self.extra.items():
             feed[name] = fixed_input(name, value, shape, len(z))
+        for name, (condition, dtype, shape) in self.random.items():  # drawn per sample from (seed, index)
+            feed[name] = condition.draw(self.seed, indices, dtype, shape)
         return feed
 
     def generate(self, z: np.ndarray) -> np.ndarray:
@@ -100,11 +106,13 @@ class OnnxGenerator(LatentSource):
         outs = []
         for i in range(0, len(z), step):
             part = z[i : i + step]
+            rows = None if not self.random else np.asarray(self.current_indices)[i : i + step]
             pad = step - len(part)
             if pad:  # fixed-batch model: pad with copies, drop their outputs
                 part = np.concatenate([part, np.repeat(part[-1:], pad, axis=0)])
+                rows = None if rows is None else np.concatenate([rows, np.repeat(rows[-1:], pad)])
             try:
-                out = self.session.run([self.output_name], self._feed(part))[0]
+                out = self.session.run([self.output_name], self._feed(part, rows))[0]
             except Exception as exc:
                 msg = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
                 raise GancheckError(f"running {self.path} failed ({msg}); check --input values and the model's signature") from None
@@ -114,7 +122,8 @@ class OnnxGenerator(LatentSource):
     def describe(self) -> dict:
         d = super().describe()
         d.update(path=str(self.path), sha256=file_sha256(self.path), latent_input=self.latent_name,
-                 inputs={k: v.tolist() for k, (v, _) in self.extra.items()}, fixed_batch=self.fixed_batch)
+                 inputs=dict({k: v.tolist() for k, (v, _) in self.extra.items()}, **{k: c.to_dict() for k, (c, _, _) in self.random.items()}),
+                 fixed_batch=self.fixed_batch)
         return d
 
 
