@@ -1,0 +1,21 @@
+"""``gancheck export-descriptor``: a descriptor's network as an ONNX file, for use elsewhere."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+import gancheck.api as api
+
+
+def export_descriptor(
+    name: str = typer.Argument(..., metavar="NAME", help="Descriptor to export: dlib (dlib's ResNet face descriptor)."),
+    out: Path = typer.Option(..., "--out", metavar="FILE.onnx", help="Where to write the ONNX graph."),
+    model: Optional[Path] = typer.Option(None, "--model", metavar="FILE.dat", show_default="face-recognition-models' file",
+                                         help="The dlib .dat network to convert."),
+):
+    """Write a descriptor's network as ONNX: input (N, 150, 150, 3) RGB 0..255 chips, output (N, 128) raw descriptors."""
+    path = api.export_descriptor(name, out, model)
+    print(f"wrote {path}")
