@@ -386,9 +386,9 @@ def test_sigterm_stops_at_a_batch_with_one_line_and_resume_finishes(tmp_path):
 
 def test_a_hung_generator_stops_resumably_naming_the_stage(tmp_path):
     env = generator_module(tmp_path, "gens", SLOW)
-    line = one_line_error(run_cli("audit", "gens:hangs", "--latent-shape", "16", "--out", tmp_path / "run", "--call-timeout", "1",
+    line = one_line_error(run_cli("audit", "gens:hangs", "--latent-shape", "16", "--out", tmp_path / "run", "--timeout", "1",
                                   "--retries", "1", *SMALL, env=env, timeout=120), "the generator", "hung", "--resume")
-    assert "--call-timeout" in line or "--timeout" in line
+    assert "--timeout" in line
 
 
 def test_onnxruntime_log_lines_do_not_break_the_one_line_promise(tmp_path):

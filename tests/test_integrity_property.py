@@ -26,7 +26,7 @@ NUMBERS = st.one_of(st.sampled_from(["0", "1", "2", "-1", "1e99", "inf", "-inf",
                                      "1e-300", "9" * 40]),
                     st.integers(-10, 10**6).map(str), st.floats(allow_nan=True, allow_infinity=True).map(repr))
 OPTIONS = ["--n", "--anchors", "--seed", "--theta", "--radius", "--batch-size", "--chunk-size", "--top-k", "--shard-size",
-           "--retries", "--workers", "--call-timeout", "--truncation", "--latent-shape", "--mccs-form", "--on-nan", "--no-face",
+           "--retries", "--workers", "--timeout", "--truncation", "--latent-shape", "--mccs-form", "--on-nan", "--no-face",
            "--executor", "--backend", "--layout", "--range", "--prior", "--embedder", "--fail-if", "--input", "--embedder-opt"]
 
 

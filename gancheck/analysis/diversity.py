@@ -21,6 +21,7 @@ import math
 import numpy as np
 
 from gancheck.maths import angular_distance, normalise64
+from gancheck.analysis.intervals import percentile_bootstrap
 
 #: Rows per tile of the pairwise-distance loops: a tile of 2048 x 10^4 float64 is 160 MB.
 _TILE = 2048
@@ -65,11 +66,7 @@ def identity_vendi(counts: np.ndarray, n: int, n_boot: int = 2000, level: float 
     if len(counts) < 2 or n < 1:
         raise ValueError("the identity Vendi score needs at least two anchors and one collection sample")
     surprise = -np.log(np.minimum((counts + 0.5) / n, 1.0))
-    rng = np.random.default_rng(seed)
-    boots = np.concatenate([surprise[rng.integers(0, len(surprise), size=(min(100, n_boot - s), len(surprise)))].mean(axis=1)
-                            for s in range(0, n_boot, 100)])
-    tail = 100 * (1 - level) / 2
-    low, high = np.exp(np.percentile(boots, [tail, 100 - tail]))
+    low, high = np.exp(percentile_bootstrap(surprise, np.mean, n_boot, level, seed))
     return {"estimate": float(np.exp(surprise.mean())), "low": float(low), "high": float(high)}
 
 

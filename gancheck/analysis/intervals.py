@@ -16,9 +16,14 @@ import math
 from statistics import NormalDist
 
 import numpy as np
+from scipy import stats
 
-#: Bootstrap resamples drawn per block (memory: block x |A| indices).
-_BLOCK = 100
+def percentile_bootstrap(values: np.ndarray, statistic, n_boot: int = 2000, level: float = 0.95, seed: int = 0) -> tuple[float, float]:
+    """Percentile-bootstrap interval of ``statistic(values, axis=-1)`` over resamples of ``values``
+    (scipy.stats.bootstrap; the same ``seed`` draws the same resamples for every statistic)."""
+    result = stats.bootstrap((np.asarray(values, dtype=np.float64),), statistic, n_resamples=n_boot, confidence_level=level,
+                             method="percentile", vectorized=True, batch=100, random_state=np.random.default_rng(seed))
+    return float(result.confidence_interval.low), float(result.confidence_interval.high)
 
 
 def bootstrap_mean_std(scores: np.ndarray, n_boot: int = 2000, level: float = 0.95, seed: int = 0) -> dict:
@@ -32,17 +37,9 @@ def bootstrap_mean_std(scores: np.ndarray, n_boot: int = 2000, level: float = 0.
         raise ValueError("bootstrap intervals need at least two scores")
     if not np.all(np.isfinite(scores)):
         return {"mean_low": None, "mean_high": None, "std_low": None, "std_high": None, "level": level, "n_boot": n_boot}
-    rng = np.random.default_rng(seed)
-    means, stds = [], []
-    for start in range(0, n_boot, _BLOCK):
-        sample = scores[rng.integers(0, len(scores), size=(min(_BLOCK, n_boot - start), len(scores)))]
-        means.append(sample.mean(axis=1))
-        stds.append(sample.std(axis=1, ddof=1))
-    tail = 100 * (1 - level) / 2
-    m_lo, m_hi = np.percentile(np.concatenate(means), [tail, 100 - tail])
-    s_lo, s_hi = np.percentile(np.concatenate(stds), [tail, 100 - tail])
-    return {"mean_low": float(m_lo), "mean_high": float(m_hi), "std_low": float(s_lo), "std_high": float(s_hi),
-            "level": level, "n_boot": int(n_boot)}
+    m_lo, m_hi = percentile_bootstrap(scores, np.mean, n_boot, level, seed)
+    s_lo, s_hi = percentile_bootstrap(scores, lambda x, axis: np.std(x, axis=axis, ddof=1), n_boot, level, seed)
+    return {"mean_low": m_lo, "mean_high": m_hi, "std_low": s_lo, "std_high": s_hi, "level": level, "n_boot": int(n_boot)}
 
 
 def wilson_interval(k: int, n: int, level: float = 0.95) -> tuple[float, float]:

@@ -62,12 +62,11 @@ def audit(
     ray_address: Optional[str] = typer.Option(None, "--ray-address", metavar="ADDR", show_default="start a local cluster", help="Address of an existing Ray cluster."),
     calibrator: Optional[Path] = typer.Option(None, "--calibrator", metavar="FILE", help="Audit the calibrated sampler in this file (from `gancheck calibrate`) instead of the plain prior."),
     force: bool = typer.Option(False, "--force", help="Use --calibrator even though it was built for another generator."),
-    call_timeout: float = typer.Option(1800.0, "--call-timeout", help="Seconds one generator or descriptor batch may take before it counts as hung (retried per --retries, then the run stops resumably); 0: no limit."),
     allow_inconclusive: bool = typer.Option(False, "--allow-inconclusive", help="Let --fail-if gates pass on an inconclusive run (degenerate descriptor vectors or images, see report.json's degenerate)."),
     request_template: Optional[Path] = typer.Option(None, "--request-template", metavar="FILE", help="JSON service over HTTP: the template saying where the latents go and where the images come back (docs/sources.md)."),
     concurrency: int = typer.Option(1, "--concurrency", metavar="N", help="HTTP generators: requests in flight at once (each batch is split across them)."),
     max_rps: Optional[float] = typer.Option(None, "--max-rps", metavar="R", help="HTTP generators: at most R requests per second."),
-    timeout: float = typer.Option(60.0, "--timeout", metavar="S", help="HTTP and cmd: generators: seconds to wait for one answer before retrying or stopping."),
+    timeout: float = typer.Option(1800.0, "--timeout", metavar="S", help="Seconds one generator or descriptor call (a batch, an HTTP request, a cmd: answer) may take before it counts as hung: retried per --retries, then the run stops resumably. 0: no limit."),
     token_env: str = typer.Option("GANCHECK_HTTP_TOKEN", "--token-env", metavar="VAR", help="HTTP generators: environment variable holding a bearer token (the token itself is never an option nor recorded)."),
     ca_file: Optional[Path] = typer.Option(None, "--ca-file", metavar="FILE", help="HTTPS generators: CA certificate(s) to verify the server with (default: the system's)."),
     sweep: Optional[str] = typer.Option(None, "--sweep", metavar="NAME=onehot:K|NAME=values:A,B", help="Audit each value of a conditioning input as its own sub-run (same seeds and descriptor) and rank the classes; --fail-if then also takes max_class.KEY and classes.LABEL.KEY."),
@@ -75,7 +74,7 @@ def audit(
     """Audit a generator for intra-mode collapse: MCCS per anchor, its mean and spread, dense modes."""
     gates = [Gate.parse(g) for g in fail_if or []]
     set_threads(threads)
-    finite(theta, "--theta", 0.0, 1.0), finite(radius, "--radius", 0.0, 1.0), finite(call_timeout, "--call-timeout")
+    finite(theta, "--theta", 0.0, 1.0), finite(radius, "--radius", 0.0, 1.0), finite(timeout, "--timeout", 0.0)
     finite(truncation, "--truncation", 0.0)
     mode = choose_mode(quiet, as_json)
     with Reporter(mode) as rep:
@@ -84,7 +83,7 @@ def audit(
             theta=theta, radius=radius, mccs_form=mccs_form, protocol=protocol, out=out, overwrite=overwrite, batch_size=batch_size,
             chunk_size=chunk_size, backend=backend, device=device, threads=threads, top_k=top_k, no_face=no_face,
             save_embeddings=save_embeddings, progress=_then_report(rep), gates=gates, calibrator=calibrator, force=force,
-            resume=resume, timeout=call_timeout, allow_inconclusive=allow_inconclusive, shard_size=shard_size, on_nan=on_nan, retries=retries, executor=executor, workers=workers,
+            resume=resume, timeout=timeout, allow_inconclusive=allow_inconclusive, shard_size=shard_size, on_nan=on_nan, retries=retries, executor=executor, workers=workers,
             ray_address=ray_address, reference=reference, junit=junit, log=rep.logger,
             generator_options=dict(generator_options(layout, value_range, prior, truncation, latent_input, latent_shape, inputs),
                                    **remote_options(request_template, concurrency, max_rps, timeout, token_env, ca_file, retries)),

@@ -75,8 +75,8 @@ class ProgramGenerator(CachedSource):
             raise GancheckError(f"{spec}: give the program's latent shape with --latent-shape (e.g. 512 or 100,1,1)")
         if inputs:
             raise GancheckError(f"{spec}: a program takes latents only; --input and --sweep need an ONNX file or an inference server")
-        if timeout <= 0:
-            raise GancheckError(f"--timeout must be positive, got {timeout}")
+        if timeout < 0:
+            raise GancheckError(f"--timeout must not be negative (0: no limit), got {timeout}")
         self.exe = os.path.abspath(exe)
         self.latent_prior = LatentPrior(tuple(int(s) for s in latent_shape), prior, truncation)
         self.timeout = float(timeout)
@@ -111,7 +111,7 @@ class ProgramGenerator(CachedSource):
         return out
 
     def _answer(self, proc, n: int) -> np.ndarray:
-        deadline = time.monotonic() + self.timeout
+        deadline = time.monotonic() + (self.timeout or float("inf"))
         head = self._read(proc, _LENGTH.size, deadline)
         length = _LENGTH.unpack(head)[0]
         if not 0 < length <= MAX_MESSAGE:

@@ -47,8 +47,8 @@ class Endpoint:
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise GancheckError(f"{url} is not an http:// or https:// URL")
-        if timeout <= 0 or retries < 0 or (max_rps is not None and max_rps <= 0):
-            raise GancheckError("--timeout and --max-rps must be positive and --retries not negative")
+        if timeout < 0 or retries < 0 or (max_rps is not None and max_rps <= 0):
+            raise GancheckError("--max-rps must be positive and --timeout and --retries not negative (--timeout 0: no limit)")
         self.url, self.parts, self.timeout, self.retries = url.rstrip("/"), parts, float(timeout), int(retries)
         self.interval = 1.0 / max_rps if max_rps else 0.0
         token = os.environ.get(token_env or TOKEN_ENV)
@@ -66,9 +66,9 @@ class Endpoint:
         if conn is None:
             port = self.parts.port
             if self.context is not None:
-                conn = http.client.HTTPSConnection(self.parts.hostname, port, timeout=self.timeout, context=self.context)
+                conn = http.client.HTTPSConnection(self.parts.hostname, port, timeout=self.timeout or None, context=self.context)
             else:
-                conn = http.client.HTTPConnection(self.parts.hostname, port, timeout=self.timeout)
+                conn = http.client.HTTPConnection(self.parts.hostname, port, timeout=self.timeout or None)
             self.local.conn = conn
         return conn
 
