@@ -99,82 +99,94 @@ def _sequence(layers: list[Layer], g: _Graph, x: str, shape: tuple, fold_affine:
     i = 0
     while i < len(layers):
         layer, p = layers[i], layers[i].params
-        c, h, w = shape
         if layer.kind == "tag":
             tags[p["id"]] = (x, shape)
-        elif layer.kind == "skip":
+        elif layer.kind in ("skip", "add_prev"):
             if p["tag"] not in tags:
                 raise GancheckError(f"dlib network refers to tag{p['tag']} before defining it; the file is not a supported network")
-            x, shape = tags[p["tag"]]
+            x, shape = tags[p["tag"]] if layer.kind == "skip" else _add_prev(g, x, shape, *tags[p["tag"]])
         elif layer.kind == "con":
-            wts = p["filters"].astype(np.float32)
-            bias = p["bias"].astype(np.float32) if p["bias"] is not None else np.zeros(len(wts), np.float32)
             nxt = layers[i + 1] if i + 1 < len(layers) else None
-            foldable = nxt is not None and nxt.kind == "affine" and not nxt.params["disabled"] and not p["relu"]
-            if fold_affine and foldable:
-                gamma = nxt.params["gamma"].reshape(-1).astype(np.float32)
-                beta = nxt.params["beta"].reshape(-1).astype(np.float32)
-                wts = (wts * gamma[:, None, None, None]).astype(np.float32)
-                bias = (bias * gamma + beta).astype(np.float32)
-                i += 1  # the affine layer is folded in
-            x = g.op("Conv", [x, g.const("W", wts), g.const("B", bias)], base="conv",
-                     kernel_shape=[p["nr"], p["nc"]], strides=[p["stride_y"], p["stride_x"]],
-                     pads=[p["padding_y"], p["padding_x"], p["padding_y"], p["padding_x"]])
-            shape = (p["num_filters"], _out_size(h, p["nr"], p["stride_y"], p["padding_y"]),
-                     _out_size(w, p["nc"], p["stride_x"], p["padding_x"]))
-            if p["relu"]:
-                x = g.op("Relu", [x])
-        elif layer.kind == "affine":
-            if not p["disabled"]:
-                if p["mode"] != 0:
-                    raise GancheckError("dlib network has an affine layer in fc mode after a convolution; not supported")
-                k = p["gamma"].size
-                x = g.op("Mul", [x, g.const("gamma", p["gamma"].reshape(1, k, 1, 1).astype(np.float32))])
-                x = g.op("Add", [x, g.const("beta", p["beta"].reshape(1, k, 1, 1).astype(np.float32))])
-        elif layer.kind == "relu":
-            if not p["disabled"]:
-                x = g.op("Relu", [x])
-        elif layer.kind in ("max_pool", "avg_pool"):
-            if p["nr"] == 0 and p["nc"] == 0:
-                x = g.op("GlobalMaxPool" if layer.kind == "max_pool" else "GlobalAveragePool", [x])
-                shape = (c, 1, 1)
-            else:
-                attrs = dict(kernel_shape=[p["nr"], p["nc"]], strides=[p["stride_y"], p["stride_x"]],
-                             pads=[p["padding_y"], p["padding_x"], p["padding_y"], p["padding_x"]])
-                if layer.kind == "avg_pool":
-                    attrs["count_include_pad"] = 0  # dlib averages the clipped window
-                x = g.op("MaxPool" if layer.kind == "max_pool" else "AveragePool", [x], **attrs)
-                shape = (c, _out_size(h, p["nr"], p["stride_y"], p["padding_y"]),
-                         _out_size(w, p["nc"], p["stride_x"], p["padding_x"]))
-        elif layer.kind == "add_prev":
-            if p["tag"] not in tags:
-                raise GancheckError(f"dlib network adds tag{p['tag']} before defining it; the file is not a supported network")
-            y, yshape = tags[p["tag"]]
-            if None in shape or None in yshape:
-                if shape != yshape:
-                    raise GancheckError("residual additions on dynamic sizes are not supported")
-                out = shape
-            else:
-                out = tuple(max(a, b) for a, b in zip(shape, yshape))
-            # dlib's tt::add zero-extends the smaller tensor at the far end of each dimension.
-            operands = []
-            for t, s in ((x, shape), (y, yshape)):
-                if s != out:
-                    pads = [0, 0, 0, 0, 0, out[0] - s[0], out[1] - s[1], out[2] - s[2]]
-                    t = g.op("Pad", [t, g.const("pads", np.array(pads, np.int64))], mode="constant")
-                operands.append(t)
-            x = g.op("Add", operands, base="res")
-            shape = out
-        elif layer.kind == "fc":
-            x = g.op("Flatten", [x], axis=1)
-            x = g.op("MatMul", [x, g.const("fc_W", p["weights"].astype(np.float32))])
-            if p["bias"] is not None:
-                x = g.op("Add", [x, g.const("fc_b", p["bias"].astype(np.float32))])
-            shape = (p["num_outputs"],)
+            fold = fold_affine and nxt is not None and nxt.kind == "affine" and not nxt.params["disabled"] and not p["relu"]
+            x, shape = _conv(g, x, shape, p, nxt.params if fold else None)
+            i += fold  # a folded affine layer is consumed here
+        elif layer.kind in _EMITTERS:
+            x, shape = _EMITTERS[layer.kind](g, x, shape, layer.kind, p)
         else:
             raise GancheckError(f"dlib layer {layer.kind!r} is not supported by the ONNX converter")
         i += 1
     return x, shape
+
+
+def _conv(g: _Graph, x: str, shape: tuple, p: dict, affine: dict | None) -> tuple[str, tuple]:
+    """A con_ layer, with the following affine layer's scale and shift folded into it when given."""
+    wts = p["filters"].astype(np.float32)
+    bias = p["bias"].astype(np.float32) if p["bias"] is not None else np.zeros(len(wts), np.float32)
+    if affine is not None:
+        gamma = affine["gamma"].reshape(-1).astype(np.float32)
+        beta = affine["beta"].reshape(-1).astype(np.float32)
+        wts = (wts * gamma[:, None, None, None]).astype(np.float32)
+        bias = (bias * gamma + beta).astype(np.float32)
+    x = g.op("Conv", [x, g.const("W", wts), g.const("B", bias)], base="conv",
+             kernel_shape=[p["nr"], p["nc"]], strides=[p["stride_y"], p["stride_x"]],
+             pads=[p["padding_y"], p["padding_x"], p["padding_y"], p["padding_x"]])
+    _, h, w = shape
+    shape = (p["num_filters"], _out_size(h, p["nr"], p["stride_y"], p["padding_y"]), _out_size(w, p["nc"], p["stride_x"], p["padding_x"]))
+    return (g.op("Relu", [x]) if p["relu"] else x), shape
+
+
+def _affine(g: _Graph, x: str, shape: tuple, kind: str, p: dict) -> tuple[str, tuple]:
+    if p["disabled"]:
+        return x, shape
+    if p["mode"] != 0:
+        raise GancheckError("dlib network has an affine layer in fc mode after a convolution; not supported")
+    k = p["gamma"].size
+    x = g.op("Mul", [x, g.const("gamma", p["gamma"].reshape(1, k, 1, 1).astype(np.float32))])
+    return g.op("Add", [x, g.const("beta", p["beta"].reshape(1, k, 1, 1).astype(np.float32))]), shape
+
+
+def _relu(g: _Graph, x: str, shape: tuple, kind: str, p: dict) -> tuple[str, tuple]:
+    return (x if p["disabled"] else g.op("Relu", [x])), shape
+
+
+def _pool(g: _Graph, x: str, shape: tuple, kind: str, p: dict) -> tuple[str, tuple]:
+    c, h, w = shape
+    if p["nr"] == 0 and p["nc"] == 0:
+        return g.op("GlobalMaxPool" if kind == "max_pool" else "GlobalAveragePool", [x]), (c, 1, 1)
+    attrs = dict(kernel_shape=[p["nr"], p["nc"]], strides=[p["stride_y"], p["stride_x"]],
+                 pads=[p["padding_y"], p["padding_x"], p["padding_y"], p["padding_x"]])
+    if kind == "avg_pool":
+        attrs["count_include_pad"] = 0  # dlib averages the clipped window
+    x = g.op("MaxPool" if kind == "max_pool" else "AveragePool", [x], **attrs)
+    return x, (c, _out_size(h, p["nr"], p["stride_y"], p["padding_y"]), _out_size(w, p["nc"], p["stride_x"], p["padding_x"]))
+
+
+def _add_prev(g: _Graph, x: str, shape: tuple, y: str, yshape: tuple) -> tuple[str, tuple]:
+    """A residual addition; dlib's tt::add zero-extends the smaller tensor at the far end of each dimension."""
+    if None in shape or None in yshape:
+        if shape != yshape:
+            raise GancheckError("residual additions on dynamic sizes are not supported")
+        out = shape
+    else:
+        out = tuple(max(a, b) for a, b in zip(shape, yshape))
+    operands = []
+    for t, s in ((x, shape), (y, yshape)):
+        if s != out:
+            pads = [0, 0, 0, 0, 0, out[0] - s[0], out[1] - s[1], out[2] - s[2]]
+            t = g.op("Pad", [t, g.const("pads", np.array(pads, np.int64))], mode="constant")
+        operands.append(t)
+    return g.op("Add", operands, base="res"), out
+
+
+def _fc(g: _Graph, x: str, shape: tuple, kind: str, p: dict) -> tuple[str, tuple]:
+    x = g.op("Flatten", [x], axis=1)
+    x = g.op("MatMul", [x, g.const("fc_W", p["weights"].astype(np.float32))])
+    if p["bias"] is not None:
+        x = g.op("Add", [x, g.const("fc_b", p["bias"].astype(np.float32))])
+    return x, (p["num_outputs"],)
+
+
+_EMITTERS = {"affine": _affine, "relu": _relu, "max_pool": _pool, "avg_pool": _pool, "fc": _fc}
 
 
 def _sha256(path: Path) -> str:
