@@ -125,19 +125,28 @@ def _measure(source, embedder, config: AuditConfig, theta: float, radius: float,
                             "check --align and the generator's output, or use --no-face keep")
     worker.anchors = a_vec[usable]
     if log and run_dir is not None:
-        log(f"run directory {run_dir}: about {run_size(len(worker.anchors), a_vec.shape[1], config) / 2**20:,.0f} MiB when finished")
-
+        log(f"run directory: about {run_size(len(worker.anchors), a_vec.shape[1], config) / 2**20:,.0f} MiB when finished")
     c_idx = source.collection_indices(config.n, config.anchors)
+    total, no_face, skipped, samples = _collection(worker, c_idx, config, run_dir, state, tick, rebuild)
+    a_missing = int((a_ok & ~a_found).sum())
+    counts = {"no_face": {"policy": config.no_face, "count": no_face + a_missing, "rate": (no_face + a_missing) / (len(c_idx) + len(a_idx)),
+                          "collection_count": no_face, "anchor_count": a_missing},
+              "skipped_nan": skipped + int((~a_ok).sum()), "no_face_samples": samples}
+    return _result(total, worker.anchors, a_idx[usable], config, theta, radius, counts)
+
+
+def _collection(worker, c_idx, config: AuditConfig, run_dir, state, tick, rebuild):
+    """The collection's merged partial sums, shard by shard in order, and what was not described:
+    ``(total, no_face, skipped_nan, no_face_samples)``. Finished shards are read back, new ones
+    checkpointed as they arrive."""
     parts = plan(c_idx, config.shard_size)
     checkpoints = [int(c_idx[g]) for g in convergence_grid(len(c_idx))]
     done = {j for j in state.done if j != sh.ANCHORS} if state else set()
-    todo = [j for j in range(len(parts)) if j not in done]
     on_batch = tick("samples", len(c_idx))
     if done:
         on_batch(sum(len(parts[j]) for j in done))
-    computed = shard_results(config, worker, parts, checkpoints, todo, on_batch, rebuild)
-
-    total = Partial.zeros(int(usable.sum()), config.neighbors_k, RADIAL_BINS)
+    computed = shard_results(config, worker, parts, checkpoints, [j for j in range(len(parts)) if j not in done], on_batch, rebuild)
+    total = Partial.zeros(len(worker.anchors), config.neighbors_k, RADIAL_BINS)
     no_face, skipped, samples, pending = 0, 0, [], {}
     for j in range(len(parts)):
         if j in done:
@@ -146,11 +155,7 @@ def _measure(source, embedder, config: AuditConfig, theta: float, radius: float,
             while j not in pending:
                 r = next(computed)
                 if state is not None:
-                    try:
-                        state.mark(r.index, *sh.write_shard(run_dir, r))
-                    except OSError as exc:
-                        raise GancheckError(f"cannot write shard {r.index} to {run_dir} ({exc.strerror or exc}); free disk space or fix "
-                                            f"permissions, then rerun with --resume ({len(state.done)} finished checkpoints are kept)") from None
+                    _checkpoint(state, run_dir, r)
                 pending[r.index] = r
             r = pending.pop(j)
         total.merge(r.partial)
@@ -158,26 +163,32 @@ def _measure(source, embedder, config: AuditConfig, theta: float, radius: float,
         samples.extend(r.no_face_samples[: NO_FACE_SAMPLES - len(samples)])
     if total.n == 0:
         raise GancheckError(f"none of the {len(c_idx)} samples could be described (no face or NaN); check --align or the generator's output")
+    return total, no_face, skipped, samples
 
+
+def _checkpoint(state, run_dir, r) -> None:
+    try:
+        state.mark(r.index, *sh.write_shard(run_dir, r))
+    except OSError as exc:
+        raise GancheckError(f"cannot write shard {r.index} to {run_dir} ({exc.strerror or exc}); free disk space or fix "
+                            f"permissions, then rerun with --resume ({len(state.done)} finished checkpoints are kept)") from None
+
+
+def _result(total: Partial, anchors: np.ndarray, anchor_index: np.ndarray, config: AuditConfig, theta: float, radius: float,
+            counts: dict) -> AuditResult:
+    """Eqs. 6-9 over the merged sums: m, MCCS, the distinct modes, their neighbours, convergence rows."""
     m = expected_similarity(total.sim_sum, total.n)
     scores = mccs(m, config.mccs_form)
-    modes = distinct_modes(worker.anchors, total.neighbors, scores, radius, config.top_k)
+    modes = distinct_modes(anchors, total.neighbors, scores, radius, config.top_k)
     nearest = {i: (total.nn_index[i][total.nn_index[i] >= 0], total.nn_dist[i][total.nn_index[i] >= 0]) for i in modes}
     if config.neighbors_k:
         nearest.setdefault(0, (total.display_index[total.display_index >= 0], total.display_dist[total.display_index >= 0]))
-    a_missing = int((a_ok & ~a_found).sum())
     rows = [convergence_row(n, expected_similarity(s, n), nb, config.mccs_form) for _, n, s, nb in total.snapshots if n > 0]
     return AuditResult(
-        config=config, theta=theta, radius=radius,
-        anchor_index=a_idx[usable], anchor_vectors=worker.anchors,
+        config=config, theta=theta, radius=radius, anchor_index=anchor_index, anchor_vectors=anchors,
         m=m, scores=scores, neighbors=total.neighbors, n_samples=total.n,
         modes=modes, nearest=nearest, radii=radial_grid(theta, radius, RADIAL_BINS), radial=total.radial,
-        convergence=rows + [convergence_row(total.n, m, total.neighbors, config.mccs_form)],
-        no_face={"policy": config.no_face, "count": no_face + a_missing, "rate": (no_face + a_missing) / (len(c_idx) + len(a_idx)),
-                 "collection_count": no_face, "anchor_count": a_missing},
-        skipped_nan=skipped + int((~a_ok).sum()),
-        no_face_samples=samples,
-    )
+        convergence=rows + [convergence_row(total.n, m, total.neighbors, config.mccs_form)], **counts)
 
 
 def anchor_indices(source, config: AuditConfig) -> np.ndarray:
