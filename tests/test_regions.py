@@ -1,0 +1,226 @@
+"""Learned latent regions (gancheck.calibrators.regions) on a planted NON-linear collapse: every
+latent inside a disk of two latent coordinates, ``z0^2 + z1^2 < rho^2``, yields the same image. A
+linear cut cannot isolate a disk centred on the prior's mean (any half-space holding most of the
+disk holds about half of the prior), so the model families must be selected by held-out
+performance, not assumed; the descriptor budget, the ONNX export and bad input are checked here too."""
+
+import json
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from conftest import run_cli
+from gancheck.sources.latents import LatentPrior
+
+DISK_SHARE = 0.12
+RHO2 = -2.0 * np.log(1.0 - DISK_SHARE)  # P(z0^2 + z1^2 < rho^2) = 1 - exp(-rho^2 / 2) for standard normal z
+SEED = 5
+N = 4000
+RUN_ARGS = ["--n", str(N), "--anchors", "200", "--seed", str(SEED), "--embedder-opt", "size=8", "--quiet"]
+
+
+def in_disk(z):
+    z = np.asarray(z).reshape(len(z), -1)
+    return z[:, 0] ** 2 + z[:, 1] ** 2 < RHO2
+
+
+def build_disk_generator(path):
+    """The planted generator (gancheck.sources.planted) with its collapse switch ``z0 > t`` replaced
+    by the disk ``z0^2 + z1^2 < rho^2``; the texture ignores z0 and z1."""
+    import onnx
+    from onnx import helper, numpy_helper
+
+    from gancheck.sources.planted import build_planted_generator
+
+    build_planted_generator(path, fraction=DISK_SHARE)
+    model = onnx.load(str(path))
+    g = model.graph
+    for init in g.initializer:
+        if init.name == "mix":
+            mix = numpy_helper.to_array(init).copy()
+            mix[:2] = 0.0
+            init.CopyFrom(numpy_helper.from_array(mix, "mix"))
+    g.initializer.extend([numpy_helper.from_array(np.array([2], np.int64), "two"), numpy_helper.from_array(np.array([np.float32(RHO2)]), "rho2")])
+    nodes = [n for n in g.node if n.output[0] not in ("z0", "collapsed")]
+    new = [helper.make_node("Slice", ["z", "zero", "two", "one"], ["z01"]), helper.make_node("Mul", ["z01", "z01"], ["sq"]),
+           helper.make_node("ReduceSum", ["sq", "one"], ["r2"], keepdims=1), helper.make_node("Less", ["r2", "rho2"], ["collapsed"])]
+    del g.node[:]
+    g.node.extend(new + nodes)
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+    return path
+
+
+@pytest.fixture(scope="module")
+def disk_model(tmp_path_factory):
+    return build_disk_generator(tmp_path_factory.mktemp("disk") / "disk.onnx")
+
+
+@pytest.fixture(scope="module")
+def disk_run(disk_model, tmp_path_factory):
+    out = tmp_path_factory.mktemp("diskrun") / "run"
+    proc = run_cli("audit", disk_model, "--out", out, *RUN_ARGS, "--save-embeddings")
+    assert proc.returncode == 0, proc.stderr
+    return out
+
+
+@pytest.fixture(scope="module")
+def fitted(disk_run, tmp_path_factory):
+    """calibrate runs on the disk generator, by (method, region): (calibration.json, file, folder)."""
+    done = {}
+
+    def get(method, region=None):
+        key = (method, region)
+        if key not in done:
+            d = tmp_path_factory.mktemp(f"fit-{method}-{region}")
+            args = ["--region", region] if region else []
+            proc = run_cli("calibrate", disk_run, "--method", method, *args, "--budget", "2000", "--out", d / "cal.safetensors",
+                           "--proof-dir", d / "proof", "--export-onnx", d / "sampler.onnx", "--json", "--quiet")
+            assert proc.returncode in (0, 1), proc.stderr
+            done[key] = (json.loads(proc.stdout), d / "cal.safetensors", d, proc.returncode)
+        return done[key]
+
+    return get
+
+
+def test_the_generator_collapses_exactly_on_the_disk(disk_model):
+    import onnxruntime as ort
+
+    z = LatentPrior((32,)).sample(0, np.arange(2000)).astype(np.float32)
+    images = ort.InferenceSession(str(disk_model)).run(None, {"z": z})[0].reshape(2000, -1)
+    planted = images[in_disk(z)]
+    assert np.allclose(planted, planted[0]) and abs(in_disk(z).mean() - DISK_SHARE) < 0.03
+    assert not np.isclose(images[~in_disk(z)], planted[0]).all(axis=1).any()
+
+
+def test_a_linear_cut_fails_on_the_disk_and_the_selected_family_succeeds():
+    """On latents labelled by the disk: logistic regression (a linear cut) has a held-out average
+    precision near the base rate, the selected family above 0.9; each family's ONNX graph (what the
+    calibrator file stores) reproduces scikit-learn's probabilities on 10,000 latents."""
+    import onnxruntime as ort
+
+    from gancheck.calibrators.regions import FAMILIES, fit_family, mean_average_precision, mode_probabilities, sklearn_onnx
+
+    prior = LatentPrior((32,))
+    z_train, z_test = prior.sample(1, np.arange(4000)), prior.sample(2, np.arange(10_000))
+    y_train, near_test = in_disk(z_train).astype(int), in_disk(z_test)[:, None]
+    ap = {}
+    for family in FAMILIES:
+        model = fit_family(family, z_train, y_train, seed=0)
+        proba = mode_probabilities(model, z_test, 1)
+        ap[family] = mean_average_precision(proba, near_test)
+        graph = ort.InferenceSession(sklearn_onnx(model, 32).SerializeToString())
+        onnx_proba = graph.run(["probabilities"], {"z": z_test.astype(np.float32)})[0][:, 1]
+        assert np.abs(onnx_proba - proba[:, 0]).max() < 1e-4, family
+    assert ap["logistic"] < 0.3, ap  # the base rate is 0.12
+    assert max(ap.values()) > 0.9, ap
+
+
+def test_is_selects_a_non_linear_region_and_removes_the_planted_excess(disk_model, fitted):
+    from gancheck.components import calibrated_generator
+
+    result, path, _, rc = fitted("is")
+    assert rc == 0 and result["improved"] is True
+    assert result["params"]["region"] != "logistic"
+    aps = result["params"]["validation_average_precision"]
+    assert aps["logistic"] < 0.5 and aps[result["params"]["region"]] > 0.9
+    (region,) = result["region"]
+    assert region["precision"] > 0.85 and region["recall"] > 0.85 and 0 <= region["brier"] < 0.1
+    idx = np.arange(N)
+    before = in_disk(LatentPrior((32,)).sample(SEED, idx)).mean()
+    after = in_disk(calibrated_generator(str(disk_model), path, seed=SEED).latents(idx)).mean()
+    assert after < 0.2 * before, (before, after)
+    (mode,) = result["modes"]
+    assert mode["excess_removed"] > 0.8 and mode["before"]["low"] <= mode["before"]["share"] <= mode["before"]["high"]
+    assert result["frechet"]["ratio"] < 2.0
+    assert result["cost"]["draws_per_kept_sample"] <= 1.5 + 0.05
+    assert result["cost"]["descriptor_calls"]["budget"] == 2000
+
+
+def test_gmm_mixtures_localise_the_disk_instead_of_falling_back_to_the_prior(fitted):
+    result, _, _, rc = fitted("gmm")
+    assert rc == 0 and result["params"]["kind"] == "mixture"
+    (mode,) = result["modes"]
+    assert mode["excess_removed"] > 0.6, mode
+    assert result["frechet"]["ratio"] < 2.0 and result["cost"]["draws_per_kept_sample"] <= 1.55
+
+
+def test_a_linear_region_cannot_remove_most_of_the_disk(fitted):
+    result, _, _, _ = fitted("is", "logistic")
+    (mode,) = result["modes"]
+    assert mode["excess_removed"] is None or mode["excess_removed"] < 0.5, mode
+
+
+@pytest.mark.parametrize("method", ["is", "gmm"])
+def test_exported_onnx_sampler_matches_the_calibrator_file_on_10000_latents(method, fitted):
+    import onnxruntime as ort
+
+    from gancheck.calibrators import load_calibrator
+
+    _, path, folder, _ = fitted(method)
+    z = LatentPrior((32,)).sample(99, np.arange(10_000))
+    session = ort.InferenceSession(str(folder / "sampler.onnx"))
+    (keep,) = session.run(["keep_probability"], {"z": z.astype(np.float32)})
+    cal = load_calibrator(path)
+    expected = cal.acceptance(z.astype(np.float32).astype(np.float64))
+    assert keep.shape == (10_000,) and set(np.unique(expected)) <= set(np.unique(np.append(cal.mode_acceptance, 1.0)))
+    assert np.array_equal(keep, expected)
+    assert 0.05 < (keep < 1).mean() < 0.3  # it does thin: about the disk's share
+
+
+def test_budget_latents_depend_only_on_seed_and_index_and_a_resumed_budget_is_not_paid_twice(disk_run, fitted):
+    from gancheck.calibrate.budget import LOCAL_OFFSET, BudgetSampler, spend_budget
+    from gancheck.calibrate.fitdata import load_fit_data
+
+    result, _, _, _ = fitted("is")
+    store = next(disk_run.glob("calibration-budget-*"))
+    chunks = sorted(store.glob("*.parquet"))
+    assert result["budget"]["described"] == 2000 and len(chunks) >= 4
+    data = load_fit_data(disk_run)
+    sampler = BudgetSampler(data.prior, [data.latents[data.near[:, 0]][:50]], (32,))
+    idx = LOCAL_OFFSET + np.arange(300)
+    whole = sampler.sample(7, idx)
+    assert np.array_equal(np.concatenate([sampler.sample(7, idx[i : i + 7]) for i in range(0, 300, 7)]), whole)
+    assert not np.array_equal(sampler.sample(8, idx), whole)
+    # both halves of the budget are spent near the mode: far more of them land in the disk than the prior's 12%
+    for stage in ("local", "guided"):
+        stored = pq.read_table(next(c for c in chunks if c.name.startswith(stage))).to_pydict()
+        assert in_disk(np.asarray(stored["latent"])).mean() > 0.3, stage
+    # a killed calibrate: one chunk lost; spending again describes only that chunk, to the same bytes
+    lost = chunks[-1]
+    before = pq.read_table(lost).to_pydict()
+    mtimes = {c: c.stat().st_mtime_ns for c in chunks if c != lost}
+    lost.unlink()
+    spend_budget(data, 2000)
+    assert all(c.stat().st_mtime_ns == t for c, t in mtimes.items())
+    again = pq.read_table(lost).to_pydict()
+    assert again["sample_index"] == before["sample_index"] and np.array_equal(np.asarray(again["embedding"]), np.asarray(before["embedding"]))
+
+
+def test_several_modes_report_each_share_before_and_after(disk_run, tmp_path):
+    proc = run_cli("calibrate", disk_run, "--method", "gmm", "--modes", "3", "--budget", "600", "--out", tmp_path / "c.safetensors",
+                   "--proof-dir", tmp_path / "proof", "--json", "--quiet")
+    assert proc.returncode in (0, 1), proc.stderr
+    result = json.loads(proc.stdout)
+    assert len(result["modes"]) == 3 and len(result["region"]) == 3
+    for m in result["modes"]:
+        assert m["before"]["low"] <= m["before"]["share"] <= m["before"]["high"] and m["after"]["of"] == N
+    assert result["total"]["before"] == pytest.approx(sum(m["before"]["share"] for m in result["modes"]))
+    assert result["modes"][0]["excess_removed"] > 0.6
+
+
+def test_bad_input_is_refused_in_one_line_and_nothing_is_written(disk_run, tmp_path):
+    def refused(*args, words):
+        proc = run_cli("calibrate", disk_run, *args, "--out", tmp_path / "x.safetensors", "--proof-dir", tmp_path / "p")
+        assert proc.returncode == 2, proc.stderr
+        # one error line (a warning about the fit's outlook may precede it)
+        lines = [line for line in proc.stderr.strip().splitlines() if "error" in line]
+        assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
+        assert all(w in lines[0] for w in words), lines[0]
+        assert not (tmp_path / "x.safetensors").exists() and not (tmp_path / "p").exists()
+
+    refused("--budget", "0", words=["--budget", "at least 1"])
+    refused("--modes", "999", words=["--modes"])
+    refused("--method", "rejection", "--export-onnx", str(tmp_path / "s.onnx"), words=["--export-onnx"])
+    refused("--method", "is", "--region", "forest", words=["--region", "knn"])
