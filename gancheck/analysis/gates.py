@@ -6,6 +6,7 @@ import operator
 import re
 from dataclasses import dataclass
 
+from gancheck.documents import dotted_get
 from gancheck.errors import GancheckError
 
 _OPS = {">": operator.gt, ">=": operator.ge, "<": operator.lt, "<=": operator.le}
@@ -37,13 +38,10 @@ class Gate:
 
 def lookup(report: dict, key: str):
     """``a.b[0].c`` in nested dicts/lists."""
-    value = report
-    for part in re.findall(r"[^.\[\]]+|\[\d+\]", key):
-        try:
-            value = value[int(part[1:-1])] if part.startswith("[") else value[part]
-        except (KeyError, IndexError, TypeError):
-            raise GancheckError(f"gate key {key!r} is not in the report; see report.json for the keys (e.g. mccs.mean, worst_mode.mccs)") from None
-    return value
+    try:
+        return dotted_get(report, key)
+    except LookupError:
+        raise GancheckError(f"gate key {key!r} is not in the report; see report.json for the keys (e.g. mccs.mean, worst_mode.mccs)") from None
 
 
 def evaluate(report: dict, gates: list[Gate], allow_inconclusive: bool = False) -> list[dict]:

@@ -24,6 +24,7 @@ from urllib.parse import urlsplit
 
 import numpy as np
 
+from gancheck.documents import dotted_get
 from gancheck.errors import GancheckError
 from gancheck.sources.base import register
 from gancheck.sources.cache import CachedSource, cache_key
@@ -315,13 +316,10 @@ class InferenceServerGenerator(CachedSource):
 
 def _lookup(doc, path: str, url: str):
     """``a.b[0].c`` in a JSON document."""
-    value = doc
-    for part in re.findall(r"[^.\[\]]+|\[\d+\]", path):
-        try:
-            value = value[int(part[1:-1])] if part.startswith("[") else value[part]
-        except (KeyError, IndexError, TypeError):
-            raise GancheckError(f"{url}: the response has no {path!r} (the template's \"images\" path); check --request-template") from None
-    return value
+    try:
+        return dotted_get(doc, path)
+    except LookupError:
+        raise GancheckError(f"{url}: the response has no {path!r} (the template's \"images\" path); check --request-template") from None
 
 
 def _fill(template, values: dict):
