@@ -36,6 +36,10 @@ sys.path.insert(0, str(ROOT))
 import gancheck  # noqa: E402,F401  (import order: gancheck before embedders)
 from embedders.dlib_dat import model_path  # noqa: E402
 
+sys.path.insert(0, str(ROOT / "tests" / "fixtures"))
+import face_chips  # noqa: E402  (real chips and DCGAN frames, shared with tests/test_dlib_onnx.py)
+from face_chips import aligned_chips, box_iou  # noqa: E402
+
 WORKERS = 2
 WORKER_CHUNK = 16  # as embedders.dlib_resnet
 
@@ -78,14 +82,7 @@ def real_chips(n: int) -> np.ndarray:
     from PIL import Image
 
     photos = Path(importlib.util.find_spec("insightface").submodule_search_locations[0]) / "data" / "images"
-    detector = dlib.get_frontal_face_detector()
-    predictor = dlib.shape_predictor(str(model_path("resnet").parent / "shape_predictor_5_face_landmarks.dat"))
-    base = []
-    for p in sorted(photos.iterdir()):
-        image = np.asarray(Image.open(p).convert("RGB"))
-        for face in detector(image, 1):
-            shape = predictor(image, face)
-            base += [dlib.get_face_chip(image, shape, size=150, padding=pad) for pad in (0.2, 0.25, 0.3, 0.35)]
+    base = aligned_chips([np.asarray(Image.open(p).convert("RGB")) for p in sorted(photos.iterdir())], (0.2, 0.25, 0.3, 0.35))
     chips = list(base)
     per = -(-max(0, n - len(base)) // len(base))
     for c in base:
@@ -94,23 +91,7 @@ def real_chips(n: int) -> np.ndarray:
 
 
 def dcgan_frames(n: int) -> np.ndarray | None:
-    z = np.random.default_rng(11).standard_normal((n, 100, 1, 1)).astype(np.float32)
-    onnx_file = ROOT / "examples" / "dcgan_digiface" / "dcgan_digiface.onnx"
-    if onnx_file.is_file():
-        import onnxruntime as ort
-
-        images = ort.InferenceSession(str(onnx_file), providers=["CPUExecutionProvider"]).run(None, {"z": z})[0]
-    elif importlib.util.find_spec("torch") and importlib.util.find_spec("gan_face_generate"):
-        import torch
-
-        spec = importlib.util.spec_from_file_location("dcgan_export", ROOT / "examples" / "dcgan_digiface" / "export_onnx.py")
-        mod = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(mod)
-        with torch.no_grad():
-            images = mod.load_generator()(torch.from_numpy(z)).numpy()
-    else:
-        return None
-    return np.clip((images.transpose(0, 2, 3, 1) + 1) * 127.5 + 0.5, 0, 255).astype(np.uint8)
+    return face_chips.dcgan_frames(n, seed=11)
 
 
 def prepare_for_detection(frame: np.ndarray) -> np.ndarray:
@@ -161,14 +142,6 @@ def _spawn_run(chips):
     t = time.process_time()
     _spawned["s"].run(None, {"chips": chips.astype(np.float32)})
     return time.process_time() - t
-
-
-def iou(a, b) -> float:
-    iw = min(a[2], b[2]) - max(a[0], b[0]) + 1
-    ih = min(a[3], b[3]) - max(a[1], b[1]) + 1
-    inter = max(iw, 0) * max(ih, 0)
-    area = lambda r: (r[2] - r[0] + 1) * (r[3] - r[1] + 1)
-    return inter / (area(a) + area(b) - inter)
 
 
 def main(argv=None) -> int:
@@ -270,7 +243,7 @@ def main(argv=None) -> int:
             t_onnx = time.perf_counter() - t
             same_count = sum(len(a) == len(b) for a, b in zip(dlib_dets, onnx_dets))
             pairs = [(r, c, d) for a, b in zip(dlib_dets, onnx_dets) if len(a) == len(b) for (r, c), d in zip(a, b)]
-            ious = [iou(r, d.rect) for r, c, d in pairs]
+            ious = [box_iou(r, d.rect) for r, c, d in pairs]
             print(f"\ndetection on {len(images)} DCGAN frames (64x64 -> {images.shape[1]}x{images.shape[2]} with border):")
             print(f"  HOG (dlib, upsample 0):        {hog_found.mean():6.1%} frames with a face  ({t_hog:.1f} s)")
             print(f"  CNN dlib (2 processes):        {np.mean([len(d) > 0 for d in dlib_dets]):6.1%}  ({t_dlib:.1f} s, {sum(cpu):.1f} CPU s)")

@@ -12,6 +12,21 @@ from gancheck.errors import GancheckError
 from gancheck.onnx_runtime import open_session
 
 
+def run_batches(run, x: np.ndarray, fixed_batch: int | None) -> list[np.ndarray]:
+    """``run(part)`` (a model's first output, one row per image of ``part``) on ``x`` whole, or, for a
+    model whose batch dimension is fixed, on slices of ``fixed_batch``: the last slice is padded by
+    repeating its last image and the padding's rows are dropped. Returns the outputs, (n, -1) each."""
+    step = fixed_batch or max(len(x), 1)
+    outs = []
+    for i in range(0, len(x), step):
+        part = x[i : i + step]
+        pad = step - len(part)
+        if pad:
+            part = np.concatenate([part, np.repeat(part[-1:], pad, axis=0)])
+        outs.append(run(part).reshape(len(part), -1)[: step - pad])
+    return outs
+
+
 @register("onnx")
 class OnnxEmbedder(Embedder):
     """An ONNX descriptor: images are resized to ``input_size``, normalised as
@@ -61,15 +76,7 @@ class OnnxEmbedder(Embedder):
 
     def embed(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         x = self.preprocess(images)
-        step = self.fixed_batch or len(x)
-        outs = []
-        for i in range(0, len(x), step):
-            part = x[i : i + step]
-            pad = step - len(part)
-            if pad:  # fixed-batch model: pad the last batch, then drop the padding
-                part = np.concatenate([part, np.repeat(part[-1:], pad, axis=0)])
-            out = np.asarray(self.session.run(None, {self.input_name: part})[0])
-            outs.append(out.reshape(len(part), -1)[: step - pad])
+        outs = run_batches(lambda part: np.asarray(self.session.run(None, {self.input_name: part})[0]), x, self.fixed_batch)
         vecs = np.concatenate(outs)
         if not np.isfinite(vecs).all():
             raise GancheckError(f"embedder {self.path} returned NaN or Inf; check its input normalisation (--embedder-mean/--embedder-std)")

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from embedders.onnx_model import run_batches
 from embedders.pixel import area_resize
 from gancheck.errors import GancheckError
 from gancheck.files import file_sha256
@@ -60,27 +61,23 @@ class ImageScorer:
 
     def scores(self, images: np.ndarray) -> np.ndarray:
         """float64 (N, K): the model's first output, one row per image."""
-        x = self.preprocess(images)
-        step = self.fixed_batch or max(len(x), 1)
-        outs = []
-        for i in range(0, len(x), step):
-            part = x[i : i + step]
-            pad = step - len(part)
-            if pad:  # a fixed-batch model: pad the last batch, then drop the padding
-                part = np.concatenate([part, np.repeat(part[-1:], pad, axis=0)])
-            try:
-                out = np.asarray(self.session.run(None, {self.input_name: part})[0], dtype=np.float64)
-            except Exception as exc:  # onnxruntime's own shape or type error: name it in one line
-                first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
-                raise GancheckError(f"{self.what} {self.path} failed on images of shape {part.shape[1:]} ({first}); "
-                                    "check that it takes an image batch") from None
-            if out.ndim == 0 or out.shape[0] != len(part):
-                raise GancheckError(f"{self.what} {self.path} returned shape {out.shape} for {len(part)} images; it must return one row per image")
-            outs.append(out.reshape(len(part), -1)[: step - pad])
+        outs = run_batches(self._run, self.preprocess(images), self.fixed_batch)
         scores = np.concatenate(outs) if outs else np.zeros((0, 1))
         if not np.isfinite(scores).all():
             raise GancheckError(f"{self.what} {self.path} returned NaN or Inf; check its input range (--input-range)")
         return scores
+
+    def _run(self, part: np.ndarray) -> np.ndarray:
+        """The model's first output for one batch, float64, one row per image (or a one-line error)."""
+        try:
+            out = np.asarray(self.session.run(None, {self.input_name: part})[0], dtype=np.float64)
+        except Exception as exc:  # onnxruntime's own shape or type error: name it in one line
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+            raise GancheckError(f"{self.what} {self.path} failed on images of shape {part.shape[1:]} ({first}); "
+                                "check that it takes an image batch") from None
+        if out.ndim == 0 or out.shape[0] != len(part):
+            raise GancheckError(f"{self.what} {self.path} returned shape {out.shape} for {len(part)} images; it must return one row per image")
+        return out
 
     def logits(self, images: np.ndarray) -> np.ndarray:
         """(N,) the log density ratio log(D / (1 - D)) of a one-output discriminator (its logit as is)."""

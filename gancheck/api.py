@@ -54,20 +54,21 @@ def audit(generator: str, n: int = 10_000, anchors: int = 1_000, seed: int = 0, 
     allow_inconclusive = options.pop("allow_inconclusive", False)
 
     def finish(work: Path, report: dict) -> dict:
-        """Analyse the finished run before it is moved into place (run/audit.py), so report.json is whole."""
+        """Analyse and render the finished run before it is moved into place (run/audit.py): moving
+        it is the last step, so a run directory always holds its whole report.json and report.html."""
         report = with_verdict(merge_report(report, enrich_report(work, reference_dir=reference, device=device)), work)
         if gates:  # after enrichment, so confidence bounds (and verdict.collapse) can be gated
             report["gates"] = evaluate(report, gates, allow_inconclusive=allow_inconclusive)
         report = with_verdict(report, work)  # again: a failed gate decides the status
         write_json(Path(work) / "report.json", report)
+        if html:
+            write_html(work, shown_dir=out)
         return report
 
     report = audit_into(generator, out, n=n, anchors=anchors, seed=seed, embedder=embedder, device=device,
                         finish=finish if out is not None else None, **options)
     if out is None and gates:
         report["gates"] = evaluate(report, gates, allow_inconclusive=allow_inconclusive)
-    if out is not None and html:
-        write_html(out)
     if junit:
         write_junit(junit, "gancheck.audit", gate_cases(report.get("gates", [])), {"generator": str(generator)})
     return report

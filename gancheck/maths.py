@@ -135,3 +135,27 @@ def brute_force(anchors: np.ndarray, collection: np.ndarray, theta: float, radiu
     scores = mccs(m, form)
     mu, sigma = population_stats(scores)
     return {"m": m, "mccs": scores, "neighbors": (d <= radius).sum(axis=1), "mean": mu, "std": sigma}
+
+
+def weighted_moments(x: np.ndarray, weights: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Mean (D,) and covariance (D, D) of rows ``x`` (N, D) in float64, each row counted ``weights``
+    times (None: once each); numpy's divisor ``sum w - sum w^2 / sum w`` (N - 1 unweighted)."""
+    x = np.asarray(x, dtype=np.float64)
+    return np.average(x, axis=0, weights=weights), np.atleast_2d(np.cov(x, rowvar=False, aweights=weights))
+
+
+def sqrt_psd(s: np.ndarray) -> np.ndarray:
+    """The symmetric square root of a positive semi-definite matrix (eigendecomposition; negative
+    round-off eigenvalues count as 0)."""
+    w, v = np.linalg.eigh(s)
+    return (v * np.sqrt(np.clip(w, 0.0, None))) @ v.T
+
+
+def frechet_from_moments(mu_a: np.ndarray, s_a: np.ndarray, mu_b: np.ndarray, s_b: np.ndarray, root_a: np.ndarray | None = None) -> float:
+    """Fréchet distance between two Gaussians (the FID formula):
+    ``|mu_a - mu_b|^2 + tr(S_a + S_b - 2 (S_a^1/2 S_b S_a^1/2)^1/2)``, at least 0, through symmetric
+    eigendecompositions (no complex round-off). ``root_a``: ``sqrt_psd(s_a)`` when already known."""
+    root_a = sqrt_psd(s_a) if root_a is None else root_a
+    cross = np.clip(np.linalg.eigvalsh(root_a @ s_b @ root_a), 0.0, None)
+    value = float(np.sum((mu_a - mu_b) ** 2) + np.trace(s_a) + np.trace(s_b) - 2.0 * np.sum(np.sqrt(cross)))
+    return max(value, 0.0)

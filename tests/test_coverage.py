@@ -104,7 +104,7 @@ def test_attribute_statistics_refuse_mismatched_names():
 
 
 def test_bad_reference_and_classifier_are_one_line_errors(testbed, tmp_path):
-    common = [testbed["generator"], "--n", "500", "--embedder-opt", "size=8"]
+    common = [testbed["generator"], "--n", "500", "--embedder-opt", "size=8", "--quiet"]  # no progress lines: stderr is the error alone
     few = tmp_path / "few"
     few.mkdir()
     for f in sorted(Path(testbed["reference"]).iterdir())[:30]:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import importlib.util
 import multiprocessing
+import sys
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -27,6 +28,8 @@ pytest.importorskip("onnxruntime")
 if importlib.util.find_spec("face_recognition_models") is None:
     pytest.skip("face-recognition-models is not installed", allow_module_level=True)
 
+sys.path.insert(0, str(Path(__file__).parent / "fixtures"))
+from face_chips import aligned_chips, box_iou, dcgan_frames  # noqa: E402
 from gancheck.errors import GancheckError  # noqa: E402
 from embedders import dlib_onnx  # noqa: E402
 from embedders.dlib_cnn_detect import OnnxCnnFaceDetector  # noqa: E402
@@ -91,39 +94,16 @@ def _photo_chips(jitters: int) -> np.ndarray:
     """dlib's own alignment of every face dlib's HOG detector finds in the insightface photos, at
     several paddings (scales), each followed by ``jitters`` dlib.jitter_image variants (shifts,
     rotations, scales, flips)."""
-    folder = model_path("resnet").parent
-    detector = dlib.get_frontal_face_detector()
-    predictor = dlib.shape_predictor(str(folder / "shape_predictor_5_face_landmarks.dat"))
     chips = []
-    for _, image in _photos():
-        for face in detector(image, 1):
-            shape = predictor(image, face)
-            for padding in PADDINGS:
-                chip = dlib.get_face_chip(image, shape, size=150, padding=padding)
-                chips.append(chip)
-                chips.extend(dlib.jitter_image(chip, num_jitters=jitters))
+    for chip in aligned_chips([image for _, image in _photos()], PADDINGS):
+        chips.append(chip)
+        chips.extend(dlib.jitter_image(chip, num_jitters=jitters))
     return np.stack(chips).astype(np.uint8)
 
 
 def _dcgan_frames(n: int) -> np.ndarray | None:
     """``n`` frames (uint8, 64x64) of the real DCGAN face generator, or None if unavailable."""
-    z = np.random.default_rng(7).standard_normal((n, 100, 1, 1)).astype(np.float32)
-    onnx_file = ROOT / "examples" / "dcgan_digiface" / "dcgan_digiface.onnx"
-    if onnx_file.is_file():
-        import onnxruntime as ort
-
-        images = ort.InferenceSession(str(onnx_file), providers=["CPUExecutionProvider"]).run(None, {"z": z})[0]
-    elif importlib.util.find_spec("torch") and importlib.util.find_spec("gan_face_generate"):
-        import torch
-
-        spec = importlib.util.spec_from_file_location("dcgan_export", ROOT / "examples" / "dcgan_digiface" / "export_onnx.py")
-        mod = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(mod)
-        with torch.no_grad():
-            images = mod.load_generator()(torch.from_numpy(z)).numpy()
-    else:
-        return None
-    return np.clip((images.transpose(0, 2, 3, 1) + 1) * 127.5 + 0.5, 0, 255).astype(np.uint8)
+    return dcgan_frames(n, seed=7)
 
 
 @pytest.fixture(scope="module")
@@ -216,14 +196,6 @@ def detector_cases():
     return [(name, image, up, results[i]) for i, (name, image, up) in enumerate(cases)]
 
 
-def _iou(a, b) -> float:
-    iw = min(a[2], b[2]) - max(a[0], b[0]) + 1
-    ih = min(a[3], b[3]) - max(a[1], b[1]) + 1
-    inter = max(iw, 0) * max(ih, 0)
-    area = lambda r: (r[2] - r[0] + 1) * (r[3] - r[1] + 1)
-    return inter / (area(a) + area(b) - inter)
-
-
 def test_cnn_detector_matches_dlib_on_real_photos(detector_cases):
     detector = OnnxCnnFaceDetector(threads=WORKERS)
     total, exact, worst_iou, worst_conf = 0, 0, 1.0, 0.0
@@ -231,7 +203,7 @@ def test_cnn_detector_matches_dlib_on_real_photos(detector_cases):
         got = detector(image, upsample)
         assert len(got) == len(expected), f"{name} (upsample {upsample}): {len(got)} faces vs dlib's {len(expected)}"
         for (rect, conf), det in zip(expected, got):
-            iou = _iou(rect, det.rect)
+            iou = box_iou(rect, det.rect)
             assert iou > 0.9, f"{name}: box {det.rect} vs dlib's {rect}"
             assert abs(det.confidence - conf) < 1e-3, f"{name}: confidence {det.confidence} vs dlib's {conf}"
             total += 1

@@ -420,3 +420,121 @@ def test_report_out_does_not_overwrite_without_asking(finished_run, tmp_path):
     assert page.read_text() == "mine"
     assert run_cli("report", run, "--out", page, "--overwrite", "--quiet").returncode == 0
     assert page.read_text().startswith("<!")
+
+
+# issue 17 leftovers of issue 11 ----------------------------------------------------------------
+
+def test_ctrl_c_during_the_imports_is_one_line_and_exit_130(tmp_path):
+    """SIGINT while `python -m gancheck` is still importing its commands (seen through -X importtime:
+    numpy is in, most modules are not): one line, exit status 130, no traceback."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    command = [sys.executable, "-X", "importtime", "-m", "gancheck", "audit", "x.onnx", "--out", str(tmp_path / "run")]
+    whole = subprocess.run(command[:5] + ["--version"], capture_output=True, text=True, env=env, cwd=ROOT, timeout=120)
+    imports = whole.stderr.count("import time:")
+    proc = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
+    seen = []
+    for line in proc.stderr:
+        seen.append(line)
+        if line.startswith("import time:") and line.split("|")[-1].strip() == "numpy":
+            proc.send_signal(signal.SIGINT)
+            break
+    rest = proc.communicate(timeout=60)[1]
+    err = "".join(seen) + rest
+    assert err.count("import time:") < imports / 2, "the interrupt came after the imports"  # (aborted imports are listed too)
+    lines = [line for line in err.splitlines() if line.strip() and not line.startswith("import time:")]
+    assert proc.returncode == 130, err[-2000:]
+    assert lines == ["gancheck: stopped by SIGINT"], lines
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_finished_run_leaves_no_lock_file_beside_it(finished_run, planted_onnx, tmp_path):
+    assert sorted(p.name for p in finished_run.parent.iterdir()) == ["run"]
+    out = tmp_path / "run"
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(out)], stdout=subprocess.PIPE, text=True,
+                              env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    assert holder.stdout.readline().strip() == "locked"
+    holder.kill()  # a killed holder cannot clean up: the next clean run removes its files
+    holder.wait()
+    assert (tmp_path / ".run.lock").exists()
+    assert run_cli("audit", planted_onnx, "--out", out, *SMALL).returncode == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
+
+
+CONTEND = """
+import os, sys
+from gancheck.errors import GancheckError
+from gancheck.run.lock import RunLock
+out, marker, rounds = sys.argv[1], sys.argv[2], int(sys.argv[3])
+held = 0
+for _ in range(rounds):
+    try:
+        with RunLock(out):
+            fd = os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY)  # fails if another process is inside too
+            os.close(fd)
+            os.unlink(marker)
+            held += 1
+    except GancheckError:
+        pass
+print(held)
+"""
+
+
+def test_removing_the_lock_file_never_lets_two_writers_in(tmp_path):
+    """Four processes take and release the same run lock (which removes its file each time) as fast as
+    they can: never two inside at once (an O_EXCL marker would fail), and the lock keeps working."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    args = [sys.executable, "-c", CONTEND, str(tmp_path / "run"), str(tmp_path / "inside"), "300"]
+    procs = [subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env) for _ in range(4)]
+    results = [p.communicate(timeout=120) for p in procs]
+    assert all(p.returncode == 0 for p in procs), [err[-800:] for _, err in results]
+    assert sum(int(out) for out, _ in results) > 0
+    assert not (tmp_path / "inside").exists() and not (tmp_path / ".run.lock").exists()
+
+
+def test_report_html_is_in_the_run_before_it_is_moved_into_place(planted_onnx, tmp_path, monkeypatch):
+    """Moving the staging directory into place is the last step: report.html is already there, and a
+    crash while drawing it leaves no run (and no half run) under the final name."""
+    import gancheck.api as api
+    import gancheck.run.audit as run_audit
+
+    real_publish, seen = run_audit.publish, {}
+
+    def publish(work, out):
+        seen["files"] = sorted(p.name for p in Path(work).iterdir())
+        return real_publish(work, out)
+
+    monkeypatch.setattr(run_audit, "publish", publish)
+    out = tmp_path / "run"
+    api.audit(str(planted_onnx), n=400, anchors=40, out=out, shard_size=100)
+    assert {"report.html", "report.json", "manifest.json"} <= set(seen["files"])
+    page = (out / "report.html").read_text()
+    assert f"run directory {out.resolve()}" in page and ".partial" not in page
+
+    def crash(*args, **kwargs):
+        raise RuntimeError("the renderer crashed")
+
+    monkeypatch.setattr(api, "write_html", crash)
+    with pytest.raises(RuntimeError):
+        api.audit(str(planted_onnx), n=400, anchors=40, out=tmp_path / "other", shard_size=100)
+    assert not (tmp_path / "other").exists()
+
+
+def test_a_lock_taken_on_a_removed_file_is_retaken_on_the_current_one(tmp_path):
+    """The race that removing lock files opens: a process locks a file that a finishing holder has just
+    removed (and a newcomer recreated). The taker must notice and lock the file the path names now."""
+    from gancheck.run.lock import RunLock
+
+    lock = RunLock(tmp_path / "run")
+    real_acquire, calls = lock.lock.acquire, []
+
+    def acquire_an_orphan(*args, **kwargs):
+        real_acquire(*args, **kwargs)
+        calls.append(1)
+        if len(calls) == 1:  # what the finishing holder and a newcomer did meanwhile
+            lock.path.unlink()
+            lock.path.touch()
+
+    lock.lock.acquire = acquire_an_orphan
+    with lock:
+        assert len(calls) == 2 and os.path.samestat(os.stat(lock.path), os.fstat(lock.lock._context.lock_file_fd))
+    assert not lock.path.exists()

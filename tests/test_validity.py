@@ -54,6 +54,14 @@ def test_collapse_free_generator_raises_false_alarms_at_the_nominal_rate_and_uni
     assert null["ks_p"] > 0.001, null["p_values"]
 
 
+def test_few_large_identities_get_the_identity_null_and_uniform_p_values(tmp):
+    # K = 30 identities for 300 anchors (about 10 each): the collection picks a whole identity
+    null = bench.null_runs(tmp, 24, n=1000, m=300, k=30)
+    assert null["identity_rate"] == 1.0
+    assert null["reject5_rate"] <= stats.binom.ppf(0.999, 24, 0.05) / 24
+    assert null["ks_p"] > 0.001, null["p_values"]
+
+
 def test_intervals_cover_the_true_mean_std_and_worst_mode_share(tmp):
     seeds = 20
     cov = bench.zipf_coverage(tmp, seeds, n=2000, m=300, k=20)
@@ -113,3 +121,36 @@ def test_planted_modes_are_each_listed_once_in_order_with_their_share_in_its_int
     out = bench.modes_found(tmp, [0.08, 0.04, 0.02], n=4000, m=1000)
     assert out["once"] and out["in_order"], out
     assert all(out["share_in_interval"]), out
+
+
+def _mean_interval_hits(k, zipf, seeds, n=2000, m=500):
+    """Coverage of the mean's 95% interval (bootstrap over anchors widened by the shared collection
+    noise) on K exact-copy identities drawn directly (one-hot descriptors, theta 0.3)."""
+    from gancheck.analysis import intervals
+    from gancheck.maths import mccs
+
+    w = simulated.zipf_weights(k) if zipf else np.full(k, 1 / k)
+    mu, _ = bench.truth_mccs(w)
+    hits, errors, predicted = [], [], []
+    for seed in range(seeds):
+        rng = np.random.default_rng(seed)
+        ids = rng.choice(k, m, p=w)
+        m_hat = rng.multinomial(n, w)[ids] / n
+        scores = mccs(m_hat)
+        ci = intervals.bootstrap_mean_std(scores, n_boot=400, seed=seed)
+        sd = intervals.collection_sd(np.eye(k)[ids], m_hat, scores, 0.3, n, "paper")
+        lo, hi = intervals.widen(scores.mean(), ci["mean_low"], ci["mean_high"], sd["mean_sd"], 0.95, sd["mean_bias"])
+        hits.append(lo <= mu <= hi)
+        errors.append(scores.mean() - mu)
+        predicted.append((hi - lo) / 3.92)
+    return np.mean(hits), np.std(errors), np.mean(predicted)
+
+
+@pytest.mark.parametrize("k,zipf", [(50, False), (20, True)])
+def test_mean_interval_counts_each_anchors_own_collection_noise_once(k, zipf):
+    # K = 50 equal identities: every anchor's MCCS is the same up to collection noise, which the
+    # bootstrap over anchors already sees; adding it again as shared noise covered 99.5%.
+    seeds = 200
+    coverage, spread, width = _mean_interval_hits(k, zipf, seeds)
+    assert stats.binom.ppf(0.001, seeds, 0.95) / seeds <= coverage <= stats.binom.ppf(0.999, seeds, 0.95) / seeds, coverage
+    assert width == pytest.approx(spread, rel=0.2)

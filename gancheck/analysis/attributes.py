@@ -17,6 +17,7 @@ import numpy as np
 from gancheck.analysis.proportions import ALPHA, bh_q_values, newcombe_difference, two_proportion_test, wilson_interval
 from gancheck.analysis.diversity import frechet_distance
 from gancheck.errors import GancheckError
+from gancheck.numbers import format_change, format_number, format_share
 
 KINDS = ("multiclass", "multilabel")
 
@@ -87,6 +88,7 @@ def findings(rows: list[dict]) -> list[str]:
     for r in sorted((r for r in rows if r["significant"]), key=lambda r: r["difference"]):
         verb = "under-produces" if r["difference"] < 0 else "over-produces"
         lo, hi = r["difference_ci"]
-        out.append(f"the generator {verb} {r['attribute']}: {100 * r['generated']:.1f}% of generated images, {100 * r['reference']:.1f}% of "
-                   f"real ones (difference {100 * r['difference']:+.1f} points, 95% CI {100 * lo:+.1f} to {100 * hi:+.1f}; q = {r['q_value']:.2g})")
+        out.append(f"the generator {verb} {r['attribute']}: {format_share(r['generated'])} of generated images, {format_share(r['reference'])} of "
+                   f"real ones (difference {format_change(r['difference'], share=True)}, 95% CI {format_change(lo, share=True)} to "
+                   f"{format_change(hi, share=True)}; q = {format_number(r['q_value'])})")
     return out

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gancheck.errors import GancheckError
+from gancheck.numbers import format_change, format_number
 from gancheck.analysis.gates import Gate, evaluate, lookup
 from gancheck.analysis.report import enrich_report, merge_report
 from gancheck.run.directory import load_report
@@ -139,8 +140,8 @@ def evaluate_changes(a: dict, b: dict, gates: list[ChangeGate], names=("A", "B")
 
 def describe_change(result: dict) -> str:
     verdict = "FAILED" if result["failed"] else "passed"
-    return (f"gate {result['gate']} {verdict}: {result['key']} {result['a']:.6g} -> {result['b']:.6g} "
-            f"(change {result['change']:+.6g}, allowed {result['allowed']:.6g})")
+    return (f"gate {result['gate']} {verdict}: {result['key']} {format_number(result['a'])} -> {format_number(result['b'])} "
+            f"(change {format_change(result['change'])}, allowed {format_number(result['allowed'])})")
 
 
 def load_full_report(run_dir: str | Path) -> dict:

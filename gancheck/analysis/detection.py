@@ -17,7 +17,9 @@ each other) may hold and still be found by this rule with probability ``POWER``,
    null ``Binomial(m - 1, q + f^2)`` at level alpha (and at ``c - 1`` with the probability that
    makes the randomised test's level alpha exactly, as the Ripley test's random tie-breaking does),
    where ``B ~ Binomial(m - a, q)`` are the background anchors within r and ``q`` the background
-   pair rate at r.
+   pair rate at r. When the run's anchors come in identity clumps the test's null is the
+   identity one (the held-out count is ``a' - 1``, ``a' ~ Binomial(m, q + f^2)`` given ``a' >= 1``)
+   and ``c`` is its critical count.
 """
 
 from __future__ import annotations
@@ -39,44 +41,55 @@ def collapse_detected(report: dict, alpha: float = COLLAPSE_ALPHA) -> bool:
     return p is not None and p < alpha
 
 
-def critical_count(trials: int, rate: float, alpha: float = COLLAPSE_ALPHA) -> tuple[int, float]:
-    """The randomised level-``alpha`` test of a Binomial(trials, rate) count: reject at ``c`` or
-    more, and with probability ``gamma`` at ``c - 1`` (the Ripley test breaks ties at random, so
+def _null_tail(c, trials: int, rate: float, identity: bool) -> tuple:
+    """``P(T >= c)`` and ``P(T = c - 1)`` of the held-out count T under the test's null: Binomial(trials,
+    rate) for a random anchor, or ``a - 1`` with ``a ~ Binomial(trials + 1, rate)`` given ``a >= 1``
+    when the worst mode is a whole identity (:func:`gancheck.analysis.spatial.identity_pvalue`)."""
+    if not identity:
+        return stats.binom.sf(c - 1, trials, rate), stats.binom.pmf(c - 1, trials, rate)
+    seen = max(stats.binom.sf(0, trials + 1, rate), 1e-300)
+    return stats.binom.sf(c, trials + 1, rate) / seen, stats.binom.pmf(c, trials + 1, rate) / seen
+
+
+def critical_count(trials: int, rate: float, alpha: float = COLLAPSE_ALPHA, identity: bool = False) -> tuple[int, float]:
+    """The randomised level-``alpha`` test of the held-out count (:func:`_null_tail`): reject at ``c``
+    or more, and with probability ``gamma`` at ``c - 1`` (the Ripley test breaks ties at random, so
     its level is alpha exactly, not the conservative ``P(X >= c)``). Returns ``(c, gamma)``."""
-    rate = min(max(rate, 0.0), 1.0)
+    rate = min(max(rate, 1e-300), 1.0)
     c = int(stats.binom.isf(alpha, trials, rate)) + 1
-    while c > 0 and stats.binom.sf(c - 2, trials, rate) <= alpha:  # isf rounds: step down while still valid
+    while c > 0 and _null_tail(c - 1, trials, rate, identity)[0] <= alpha:  # isf rounds: step down while still valid
         c -= 1
-    while stats.binom.sf(c - 1, trials, rate) > alpha:
+    while _null_tail(c, trials, rate, identity)[0] > alpha:
         c += 1
-    at = stats.binom.pmf(c - 1, trials, rate)
-    gamma = (alpha - stats.binom.sf(c - 1, trials, rate)) / at if at > 0 else 0.0
+    tail, at = _null_tail(c, trials, rate, identity)
+    gamma = (alpha - tail) / at if at > 0 else 0.0
     return c, float(min(max(gamma, 0.0), 1.0))
 
 
 def detection_probability(share: float, n: int, m: int, background: float, competitor: int = 0,
-                          alpha: float = COLLAPSE_ALPHA) -> float:
+                          alpha: float = COLLAPSE_ALPHA, identity: bool = False) -> float:
     """Probability that a mode holding ``share`` of draws is found (module docstring's model).
 
     n: |C|; m: |A|; background: pair rate q within r outside the mode; competitor: the collection
-    count N_r the mode must exceed to be chosen as the worst mode.
+    count N_r the mode must exceed to be chosen as the worst mode; identity: the test's null is
+    the identity-clump one (the run's anchors come in clumps, spatial.clumped).
     """
     f = float(share)
     a = np.arange(1, m + 1)
     p_a = stats.binom.pmf(a, m, f)
     chosen = stats.binom.sf(competitor, n, f)
-    c, gamma = critical_count(m - 1, background + f * f, alpha)
+    c, gamma = critical_count(m - 1, background + f * f, alpha, identity)
     # held-out count a - 1 + B >= c  <=>  B >= c - a + 1; and at c - 1 with probability gamma
     reject = stats.binom.sf(c - a, m - a, background) + gamma * stats.binom.pmf(c - a, m - a, background)
     return float(np.sum(p_a * reject) * chosen)
 
 
 def detection_limit(n: int, m: int, background: float, competitor: int = 0, alpha: float = COLLAPSE_ALPHA,
-                    power: float = POWER) -> float | None:
+                    power: float = POWER, identity: bool = False) -> float | None:
     """Smallest mode share found with probability ``power`` (bisection on log share to 0.1%);
     None when even a mode holding every draw would not be (too few anchors)."""
     def found(f: float) -> bool:
-        return detection_probability(f, n, m, background, competitor, alpha) >= power
+        return detection_probability(f, n, m, background, competitor, alpha, identity) >= power
 
     hi = 0.5
     if not found(hi):
@@ -105,11 +118,12 @@ def detection_inputs(embeddings: np.ndarray, neighbors: np.ndarray, worst: int, 
     return {"background": float((counts.sum() + 0.5) / (len(counts) * n + 1.0)), "competitor": int(counts.max())}
 
 
-def detection_summary(n: int, m: int, radius: float, background: float, competitor: int, collapse: bool) -> dict:
+def detection_summary(n: int, m: int, radius: float, background: float, competitor: int, collapse: bool,
+                      identity: bool = False) -> dict:
     """report['detection']: the limit, its inputs, and the verdict's sentence about it."""
     from gancheck.numbers import format_share
 
-    limit = detection_limit(n, m, background, competitor)
+    limit = detection_limit(n, m, background, competitor, identity=identity)
     if limit is None:
         sentence = f"with {m:,} anchors not even a mode holding half of all samples would be found with {POWER:.0%} probability; add anchors (--anchors)"
     else:

@@ -20,7 +20,7 @@ import math
 
 import numpy as np
 
-from gancheck.maths import angular_distance, normalise64
+from gancheck.maths import angular_distance, frechet_from_moments, normalise64, weighted_moments
 from gancheck.analysis.intervals import percentile_bootstrap
 
 #: Rows per tile of the pairwise-distance loops: a tile of 2048 x 10^4 float64 is 160 MB.
@@ -178,11 +178,6 @@ def prdc(real: np.ndarray, fake: np.ndarray, k: int = 5) -> dict:
             "density": float(inside.sum() / (k * len(y))), "coverage": float(np.mean(covered)), "k": int(k)}
 
 
-def _sqrt_psd(s: np.ndarray) -> np.ndarray:
-    w, v = np.linalg.eigh(s)
-    return (v * np.sqrt(np.clip(w, 0.0, None))) @ v.T
-
-
 def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
     """Fréchet distance between Gaussians fitted to two embedding sets (the FID formula):
     ``|mu_a - mu_b|^2 + tr(S_a + S_b - 2 (S_a^1/2 S_b S_a^1/2)^1/2)``.
@@ -194,9 +189,4 @@ def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
     b = np.asarray(b, dtype=np.float64)
     if len(a) < 2 or len(b) < 2:
         raise ValueError("the Fréchet distance needs at least two embeddings in each set")
-    mu_a, mu_b = a.mean(axis=0), b.mean(axis=0)
-    s_a, s_b = np.atleast_2d(np.cov(a, rowvar=False)), np.atleast_2d(np.cov(b, rowvar=False))
-    root_a = _sqrt_psd(s_a)
-    cross = np.clip(np.linalg.eigvalsh(root_a @ s_b @ root_a), 0.0, None)
-    value = float(np.sum((mu_a - mu_b) ** 2) + np.trace(s_a) + np.trace(s_b) - 2.0 * np.sum(np.sqrt(cross)))
-    return max(value, 0.0)
+    return frechet_from_moments(*weighted_moments(a), *weighted_moments(b))

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from gancheck.documents import dotted_get
 from gancheck.errors import GancheckError
+from gancheck.numbers import format_change, format_number
 
 _OPS = {">": operator.gt, ">=": operator.ge, "<": operator.lt, "<=": operator.le}
 _GATE = re.compile(r"^\s*([A-Za-z_][\w.\[\]]*)\s*(>=|<=|>|<)\s*([-+0-9.eE]+)\s*$")
@@ -71,4 +72,5 @@ def describe(result: dict) -> str:
     verdict = "FAILED" if result["failed"] else "passed"
     if result["key"] == "degenerate.inconclusive":
         return f"gate {result['gate']} {verdict}: the audit is inconclusive ({result['reason']}); fix the inputs, or pass --allow-inconclusive"
-    return f"gate {result['gate']} {verdict}: {result['key']} = {result['value']:.6g}, bound {result['bound']:g}, margin {result['margin']:+.6g}"
+    return (f"gate {result['gate']} {verdict}: {result['key']} = {format_number(result['value'])}, bound {format_number(result['bound'])}, "
+            f"margin {format_change(result['margin'])}")

@@ -22,6 +22,13 @@ from gancheck.defaults import BATCH_SIZE
 N_BOOT = 2000
 N_SIMS = 999
 CI_LEVEL = 0.95
+#: How the Ripley p-value was computed, by null (gancheck.analysis.spatial.ripley_test).
+RIPLEY_METHODS = {
+    "anchor": ("Ripley K of the worst mode among held-out anchors vs Monte Carlo null of a random anchor; global extreme-rank test, "
+               "ties broken at random (seeded)"),
+    "identity": ("the anchors come in identity clumps, so the worst mode is a whole identity: its held-out anchors within r vs "
+                 "Binomial(|A|, random-anchor rate) given at least one anchor, minus one; ties broken at random (seeded)"),
+}
 #: Nearest neighbours per image set in precision/recall/density/coverage (Naeem et al. use 5).
 PRDC_K = 5
 #: At most this many reference images are embedded (a seeded random subset beyond it).
@@ -109,7 +116,8 @@ def ripley(run: RunData, seed: int = 0) -> dict:
         local = spatial.neighbour_fractions(run.embeddings, run.embeddings, radii)
         local = (local * len(run.embeddings) - 1) / max(len(run.embeddings) - 1, 1)  # drop self-pairs
         k_bar = spatial.mean_k(local * (len(run.embeddings) - 1), len(run.embeddings) - 1)
-    result = spatial.ripley_test(run.embeddings, run.worst, radii, k_bar, test_radius=run.report["radius"], sims=N_SIMS, seed=seed)
+    result = spatial.ripley_test(run.embeddings, run.worst, radii, k_bar, test_radius=run.report["radius"], sims=N_SIMS, seed=seed,
+                                 neighbors=run.neighbors)
     result["local"] = local
     return result
 
@@ -122,7 +130,7 @@ def enrich_report(run_dir: str | Path, reference_dir: str | Path | None = None, 
     ``--fail-if 'mccs.mean_ci_high>0.45'`` work):
 
     - ``mccs.{mean,std}_ci_{low,high}``, ``mccs.ci_level``, ``mccs.ci_method``,
-      ``mccs.collection_{sd_mean,sd_std,bias_mean}``
+      ``mccs.collection_{sd_mean,sd_std,bias_mean,bias_std}``
     - ``worst_mode.neighbor_fraction_ci_{low,high}`` (Wilson on the collection count, biased upward by the
       choice of the densest anchor), ``worst_mode.share_ci_{low,high}`` (held-out anchors: valid),
       ``worst_mode.{held_out_fraction, held_out_neighbors, held_out_anchors, ci_method, share_ci_method}``; ``mode_shares[i].{rank, sample_index, held_out_fraction, share_ci_low, share_ci_high}``
@@ -130,7 +138,8 @@ def enrich_report(run_dir: str | Path, reference_dir: str | Path | None = None, 
     - ``diversity.{vendi, vendi_ci_low, vendi_ci_high, vendi_samples, vendi_kernel, support_size,
       support_size_lower, collisions, pairs, support_threshold, support_source, meaning}``
       (``meaning``: one sentence per figure)
-    - ``spatial.{p_value, p_value_conservative, test_radius, test_radii, sims, held_out, method}``
+    - ``spatial.{p_value, p_value_conservative, test_radius, test_radii, sims, held_out, null, method}``
+      (``null``: ``anchor`` or ``identity``, see :func:`gancheck.analysis.spatial.ripley_test`)
     - ``detection_limit`` (a number, or None when no mode could be found with 95% probability) and
       ``detection.{limit, power, alpha, background_rate, competitor, sentence, meaning, method}``
     - ``sampling.{mccs_mean_change, worst_mccs_change, from_n, to_n}``: relative change over
@@ -155,8 +164,9 @@ def enrich_report(run_dir: str | Path, reference_dir: str | Path | None = None, 
     rip = ripley(run, seed=rep.get("seed", 0))
     extra["spatial"] = {"p_value": rip["p_value"], "p_value_conservative": rip["p_value_conservative"], "test_radius": rep["radius"],
                         "test_radii": [float(r) for r in rip["test_radii"]], "sims": rip["sims"], "held_out": rip["held_out"],
-                        "method": "Ripley K of the worst mode among held-out anchors vs Monte Carlo null of a random anchor; global extreme-rank test, ties broken at random (seeded)"}
-    extra["detection"] = _detection(run, rip["p_value"])
+                        "null": rip["null"],
+                        "method": RIPLEY_METHODS[rip["null"]]}
+    extra["detection"] = _detection(run, rip["p_value"], rip["null"] == "identity")
     extra["detection_limit"] = extra["detection"]["limit"]
     if run.convergence is not None:
         extra["sampling"] = sampling_change(run.convergence)
@@ -181,15 +191,15 @@ def _mccs_intervals(run: RunData) -> dict:
     ci = intervals.bootstrap_mean_std(run.mccs, n_boot=N_BOOT, level=CI_LEVEL, seed=rep.get("seed", 0))
     m_hat = run.m if run.m is not None else np.zeros(len(run.mccs))
     sd = intervals.collection_sd(run.embeddings, m_hat, run.mccs, float(rep["theta"]), int(rep["n_samples"]), rep["mccs_form"]) \
-        if run.m is not None else {"mean_sd": None, "std_sd": None, "mean_bias": None}
+        if run.m is not None else {"mean_sd": None, "std_sd": None, "mean_bias": None, "std_bias": None}
     mean_lo, mean_hi = intervals.widen(rep["mccs"]["mean"], ci["mean_low"], ci["mean_high"], sd["mean_sd"], CI_LEVEL, sd.get("mean_bias") or 0.0)
-    std_lo, std_hi = intervals.widen(rep["mccs"]["std"], ci["std_low"], ci["std_high"], sd["std_sd"], CI_LEVEL)
+    std_lo, std_hi = intervals.widen(rep["mccs"]["std"], ci["std_low"], ci["std_high"], sd["std_sd"], CI_LEVEL, sd.get("std_bias") or 0.0)
     unseen = float(np.mean(m_hat <= 0)) if run.m is not None else 0.0
     note = None if unseen <= 0.05 else (
         f"{unseen:.0%} of anchors saw no sample within theta: |C| is too small for the identities' shares, "
         "so mu is biased low and its interval does not cover the generator's value; audit with a larger --n")
     return {"ci_note": note, "mean_ci_low": mean_lo, "mean_ci_high": mean_hi, "std_ci_low": None if std_lo is None else max(std_lo, 0.0),
-            "std_ci_high": std_hi, "ci_level": CI_LEVEL, "collection_sd_mean": sd["mean_sd"], "collection_sd_std": sd["std_sd"], "collection_bias_mean": sd["mean_bias"],
+            "std_ci_high": std_hi, "ci_level": CI_LEVEL, "collection_sd_mean": sd["mean_sd"], "collection_sd_std": sd["std_sd"], "collection_bias_mean": sd["mean_bias"], "collection_bias_std": sd["std_bias"],
             "ci_method": f"percentile bootstrap over anchors ({N_BOOT} resamples), widened by the collection's sampling error (delta method)"}
 
 
@@ -206,12 +216,12 @@ def _mode_intervals(run: RunData) -> list:
     return out
 
 
-def _detection(run: RunData, p_value: float) -> dict:
+def _detection(run: RunData, p_value: float, identity: bool = False) -> dict:
     rep = run.report
     n, m, radius = int(rep["n_samples"]), len(run.embeddings), float(rep["radius"])
     inputs = detection.detection_inputs(run.embeddings, run.neighbors, run.worst, n, radius)
     return detection.detection_summary(n, m, radius, inputs["background"], inputs["competitor"],
-                                       detection.collapse_detected({"spatial": {"p_value": p_value}}))
+                                       detection.collapse_detected({"spatial": {"p_value": p_value}}), identity)
 
 
 def _theta_counts(run: RunData) -> tuple[np.ndarray, int, str]:

@@ -15,6 +15,8 @@ probability ``K_w(r)``. Under H0 those counts are (at most) Multinomial over the
 probabilities from ``Kbar``. That null is simulated (the Monte Carlo envelope) and the observed
 curve is ranked among the simulations by the global extreme-rank statistic (Myllymäki et al.
 2017), a one-sided test across all radii at once with no multiple-testing correction needed.
+When the anchors come in identity clumps the collection picks a whole identity, not one of its
+anchors, and the held-out count follows another law (:func:`identity_pvalue`).
 """
 
 from __future__ import annotations
@@ -89,8 +91,43 @@ def envelope(curves: np.ndarray, level: float = 0.95) -> tuple[np.ndarray, np.nd
     return low, high
 
 
+def clumped(anchors: np.ndarray, neighbors: np.ndarray, radius: float) -> bool:
+    """Whether the anchors come in identity clumps: for most anchors with another anchor within
+    ``radius``, every such neighbour ties with it in its collection count ``N_r`` (near copies of
+    one identity share their collection neighbours). anchors: (m, D); neighbors: (m,) N_r."""
+    x = normalise64(anchors)
+    counts = np.asarray(neighbors)
+    tied, seen = 0, 0
+    for start in range(0, len(x), _TILE):
+        near = angular_distance(x[start : start + _TILE] @ x.T) <= radius
+        near[np.arange(len(near)), np.arange(start, start + len(near))] = False
+        has = near.any(axis=1)
+        same = np.all(~near | (counts[None, :] == counts[start : start + len(near), None]), axis=1)
+        seen += int(has.sum())
+        tied += int((has & same).sum())
+    return seen > 0 and tied >= 0.5 * seen
+
+
+def identity_pvalue(held_out: int, anchors: int, rate: float, rng: np.random.Generator) -> tuple[float, float]:
+    """p-value of a worst mode that is a whole identity, from its held-out count at the test radius.
+
+    The argmax of Eq. 9 (collection counts) picks an identity, and the tie-break one of its ``a``
+    anchors: the identity is not size-biased as a random anchor's is. Under H0 (its share is the
+    random-anchor pair rate ``rate``) ``a ~ Binomial(anchors, rate)`` given ``a >= 1`` and the
+    held-out count is ``a - 1``; the size-biased Binomial(anchors - 1, rate) of
+    :func:`simulate_null` runs one higher, which piled the p-values towards 1 on K = 50 equal
+    identities. Returns (randomised p, uniform under H0; conservative p)."""
+    from scipy import stats
+
+    rate = min(max(float(rate), 1e-300), 1.0)
+    seen = stats.binom.sf(0, anchors, rate)  # P(a >= 1)
+    above = stats.binom.sf(held_out + 1, anchors, rate) / seen  # P(a - 1 > held_out)
+    at = stats.binom.pmf(held_out + 1, anchors, rate) / seen
+    return float(min(above + rng.uniform() * at, 1.0)), float(min(above + at, 1.0))
+
+
 def ripley_test(anchors: np.ndarray, worst: int, radii: np.ndarray, k_bar: np.ndarray, test_radius: float | None = None,
-                sims: int = 999, seed: int = 0) -> dict:
+                sims: int = 999, seed: int = 0, neighbors: np.ndarray | None = None) -> dict:
     """Test H0 "anchor ``worst`` is no denser than a random anchor" (module docstring).
 
     anchors: (m, D) embeddings of all anchors, ``worst`` the position of the worst mode among
@@ -99,7 +136,9 @@ def ripley_test(anchors: np.ndarray, worst: int, radii: np.ndarray, k_bar: np.nd
     dense-mode radius r of Eq. 9: a mode is about neighbours within r; at larger radii any
     generator whose density varies at all has anchors above average). Returns the observed
     held-out K curve, the simulated envelope (pointwise 95% and 99%) at every radius, and
-    ``p_value``.
+    ``p_value``. With ``neighbors`` (m,), the anchors' N_r: when the anchors come in identity
+    clumps (:func:`clumped`) the worst mode is a whole identity and ``p_value`` is
+    :func:`identity_pvalue` of its held-out count at ``test_radius`` (``null`` says which).
     """
     anchors = np.asarray(anchors)
     others = np.delete(np.arange(len(anchors)), worst)
@@ -110,11 +149,19 @@ def ripley_test(anchors: np.ndarray, worst: int, radii: np.ndarray, k_bar: np.nd
     low95, high95 = envelope(simulated, 0.95)
     low99, high99 = envelope(simulated, 0.99)
     radii_arr = np.asarray(radii, dtype=np.float64)
+    r_test = radii_arr[-1] if test_radius is None else test_radius
+    whole = neighbors is not None and clumped(anchors, neighbors, r_test)
     # A grid radius may exceed r by rounding only (linspace): allow 1e-9.
     use = radii_arr <= (radii_arr[-1] if test_radius is None else test_radius) + 1e-9
     if not use.any():
         use = radii_arr <= radii_arr[0]
+    if whole:
+        last = int(np.flatnonzero(use)[-1])
+        p, p_cons = identity_pvalue(int(round(observed[last] * len(others))), len(anchors), float(k_bar[last]), np.random.default_rng([seed, 1]))
+    else:
+        p = extreme_rank_pvalue(observed[use], simulated[:, use], np.random.default_rng([seed, 1]))
+        p_cons = extreme_rank_pvalue(observed[use], simulated[:, use])
     return {"radii": np.asarray(radii, dtype=np.float64), "observed": observed, "k_bar": np.asarray(k_bar, dtype=np.float64),
-            "envelope95": (low95, high95), "envelope99": (low99, high99), "p_value": extreme_rank_pvalue(observed[use], simulated[:, use], np.random.default_rng([seed, 1])),
-            "p_value_conservative": extreme_rank_pvalue(observed[use], simulated[:, use]),
-            "test_radii": np.asarray(radii, dtype=np.float64)[use], "sims": int(sims), "held_out": int(len(others))}
+            "envelope95": (low95, high95), "envelope99": (low99, high99), "p_value": p, "p_value_conservative": p_cons,
+            "test_radii": np.asarray(radii, dtype=np.float64)[use], "sims": int(sims), "held_out": int(len(others)),
+            "null": "identity" if whole else "anchor"}

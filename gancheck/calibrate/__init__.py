@@ -12,11 +12,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 from gancheck.calibrate.budget import spend_budget
 from gancheck.calibrate.build import build_calibrator
 from gancheck.calibrate.fitdata import load_fit_data, predict_outlook
 from gancheck.calibrate.proof import prove
 from gancheck.calibrators import METHODS
+from gancheck.calibrators.regions import split_of
 from gancheck.errors import GancheckError
 from gancheck.files import kept_until_replaced, write_json
 
@@ -63,6 +66,24 @@ def advice(method: str, spent: dict, result: dict) -> str:
             "the other latent method, or --method rejection (exact, but it needs the descriptor at sampling time)")
 
 
+#: a region predicted to cut less than this share of the excess is said before the proof's re-audit
+HOPELESS_CUT = 0.25
+
+
+def fit_forecast(fit: dict, held_in_mode: int) -> str | None:
+    """A warning, before the proof spends its descriptor calls, when the fitted regions are predicted
+    (on validation samples no model trained on) to cut little of the modes' excess, else None."""
+    chosen = fit.get("thresholds") or {}
+    cut = chosen.get("validation_excess_cut")
+    if not cut or min(cut) >= HOPELESS_CUT:
+        return None
+    worst = int(np.argmin(cut))
+    limit = {"frechet": "the off-mode Fréchet limit", "max_draws": "--max-draws"}.get(chosen.get("limited_by"), "the model")
+    return (f"on {held_in_mode} validation samples in the modes, the fitted region of mode {worst + 1} is predicted to remove only "
+            f"{100 * cut[worst]:.0f}% of its excess (held back by {limit}); the proof's re-audit will likely not show a significant drop. "
+            "What would help: a larger --budget, the other latent method, or --method rejection (Ctrl-C now to change course)")
+
+
 def descriptor_calls(data, spent: dict, result: dict) -> dict:
     """Generator + descriptor calls paid: the audit's, the budget's, the proof's."""
     audit = int(data.config["n"]) + int(data.config["anchors"])
@@ -102,6 +123,9 @@ def calibrate(run_dir: str | Path, method: str = "is", out: str | Path | None = 
     spent = spend_budget(data, data.n if budget is None else int(budget), progress) if learns else {"budget": 0, "described": 0}
     with kept_until_replaced(out):  # an old calibrator file comes back if the fit or its proof fails
         header = build_calibrator(data, method, out, **options)
+        early = fit_forecast(header["fit"], int(data.near[split_of(data.indices) == 1].sum()))
+        if early and log is not None:
+            log(f"warning: {early}")
         result = prove(data, out, proof_dir, overwrite=overwrite, device=device, progress=progress, resume=resume)
         result["fit"] = header["fit"]
         result["params"] = header["params"]

@@ -19,6 +19,7 @@ from gancheck.maths import pairwise_distance
 from gancheck.analysis.diversity import frechet_distance
 from gancheck.analysis.intervals import wilson_interval
 from gancheck.calibrators import load_calibrator
+from gancheck.calibrators.regions import described
 from gancheck.files import file_sha256
 from gancheck.run.audit import audit_into
 from gancheck.sources.latents import anchor_indices
@@ -43,14 +44,6 @@ def share_drop_z(before: float, n_before: int, after: float, n_after: int) -> fl
     if se == 0:
         return float("inf") if after < before else 0.0
     return float((before - after) / se)
-
-
-def described(vectors: np.ndarray, no_face: str) -> tuple[np.ndarray, np.ndarray]:
-    """``(vectors without the no-face axis, found mask)`` of vectors as the audit stores them."""
-    vectors = np.asarray(vectors, np.float32)
-    if no_face != "keep":
-        return vectors, np.ones(len(vectors), dtype=bool)
-    return vectors[:, :-1], vectors[:, -1] == 0
 
 
 def prove(data: FitData, calibrator_path: str | Path, proof_dir: str | Path, overwrite: bool = False, device: str = "auto", progress=None,

@@ -25,7 +25,7 @@ import numpy as np
 from gancheck.calibrators.base import Calibrator, modes_acceptance, register
 from gancheck.calibrators.regions import (DEFAULT_MAX_DRAWS as REGION_MAX_DRAWS, MIXTURE_COMPONENTS, Decision, add_decision, decision_bytes,
                                           fit_mixture, labelled_sets, mean_average_precision, mixture_onnx, mixture_scores, region_figures,
-                                          thresholds_for)
+                                          held_apart)
 from gancheck.errors import GancheckError
 
 LAMBDA_MAX = 1e4
@@ -117,7 +117,7 @@ def _bracket(pred, lo: float, hi: float, steps: int = 100) -> tuple[float, float
 KINDS = ("mixture", "cells")
 
 
-def fit_mixture_region(data, max_draws: float) -> tuple[dict, dict, dict]:
+def fit_mixture_region(data, max_draws: float, max_frechet: float | None = None) -> tuple[dict, dict, dict]:
     """Per mode, a diagonal Gaussian mixture of its latents against one of the off-mode latents (run
     training split plus the descriptor budget); the number of components is chosen by mean
     validation average precision of the log density ratio, thresholds on validation, figures on test."""
@@ -131,7 +131,7 @@ def fit_mixture_region(data, max_draws: float) -> tuple[dict, dict, dict]:
         if best is None or tried[k] > tried[best[0]]:
             best = (k, inside, outside)
     k, inside, outside = best
-    thresholds = thresholds_for(mixture_scores(data.latents[val], inside, outside), data.near[val], data.mode_acceptance, max_draws)
+    thresholds, chosen = held_apart(data, lambda z: mixture_scores(z, inside, outside), max_draws, max_frechet)
     figures = region_figures(mixture_scores(data.latents[test], inside, outside), data.near[test], thresholds, probabilities=False)
     stored = np.where(np.isfinite(thresholds), thresholds, np.finfo(np.float64).max)
     graph = add_decision(mixture_onnx(inside, outside, data.prior.dim), "scores", list(range(near.shape[1])), stored, data.mode_acceptance)
@@ -141,7 +141,7 @@ def fit_mixture_region(data, max_draws: float) -> tuple[dict, dict, dict]:
     params = {"kind": "mixture", "components": int(k), "validation_average_precision": {str(c): v for c, v in tried.items()},
               "max_draws": float(max_draws), "trained_on": {"run": int(len(x) - len(data.extra_latents)), "budget": int(len(data.extra_latents))},
               "score": "log density ratio of the mode's diagonal Gaussian mixture over the off-mode mixture"}
-    return params, tensors, {"regions": figures}
+    return params, tensors, {"regions": figures, "thresholds": chosen}
 
 
 def stored_mixtures(t: dict, modes: int) -> tuple[list[dict], dict]:
@@ -162,7 +162,8 @@ class GmmCalibrator(Calibrator):
         return (region or ("cells" if clusters else "mixture")) == "mixture"
 
     @classmethod
-    def fit(cls, data, clusters: int | None = None, max_draws: float | None = None, region: str | None = None, **_) -> tuple[dict, dict, dict]:
+    def fit(cls, data, clusters: int | None = None, max_draws: float | None = None, region: str | None = None, max_frechet: float | None = None,
+            **_) -> tuple[dict, dict, dict]:
         kind = region or ("cells" if clusters else "mixture")
         if kind not in KINDS:
             raise GancheckError(f"--region must be one of {', '.join(KINDS)} for the gmm method, got {kind!r}")
@@ -170,7 +171,7 @@ class GmmCalibrator(Calibrator):
             max_draws = REGION_MAX_DRAWS if max_draws is None else float(max_draws)
             if not max_draws > 1.0:
                 raise GancheckError(f"--max-draws must be above 1 (draws per kept sample), got {max_draws}")
-            return fit_mixture_region(data, max_draws)
+            return fit_mixture_region(data, max_draws, max_frechet)
         max_draws = DEFAULT_MAX_DRAWS if max_draws is None else max_draws
         n = data.n
         k = int(clusters) if clusters else int(np.clip(n // SAMPLES_PER_CLUSTER, 2, MAX_CLUSTERS))

@@ -23,7 +23,7 @@ from sklearn.metrics import f1_score, precision_recall_curve, precision_score, r
 from gancheck.calibrators.base import Calibrator, modes_acceptance, register
 from gancheck.calibrators.regions import (DEFAULT_MAX_DRAWS, FAMILIES, Decision, add_decision, decision_bytes, fit_family, labels_of,
                                           labelled_sets, mean_average_precision, mode_probabilities, region_figures, sklearn_onnx,
-                                          split_of, thresholds_for)
+                                          held_apart, split_of)
 from gancheck.errors import GancheckError
 
 #: ridge penalties tried; the one with the best validation F1 is kept (the latent size and the
@@ -123,7 +123,7 @@ def in_hull(z: np.ndarray, facets: np.ndarray) -> np.ndarray:
     return np.max(z @ facets[:, :-1].T + facets[:, -1][None, :], axis=1) <= HULL_TOLERANCE
 
 
-def fit_learned_region(data, region: str, max_draws: float) -> tuple[dict, dict, dict]:
+def fit_learned_region(data, region: str, max_draws: float, max_frechet: float | None = None) -> tuple[dict, dict, dict]:
     """The ``auto`` region (or one family): every family fitted on the training set, the one with the
     best mean validation average precision kept, thresholds chosen on validation, figures on test."""
     families = FAMILIES if region == "auto" else (region,)
@@ -139,7 +139,7 @@ def fit_learned_region(data, region: str, max_draws: float) -> tuple[dict, dict,
     family, model = best
     if list(model.classes_) != list(range(M + 1)):
         raise GancheckError("some dense mode has no training sample inside r0; raise --budget or audit with a larger --n")
-    thresholds = thresholds_for(mode_probabilities(model, data.latents[val], M), data.near[val], data.mode_acceptance, max_draws)
+    thresholds, chosen = held_apart(data, lambda z: mode_probabilities(model, z, M), max_draws, max_frechet)
     figures = region_figures(mode_probabilities(model, data.latents[test], M), data.near[test], thresholds, probabilities=True)
     stored = np.where(np.isfinite(thresholds), thresholds, np.finfo(np.float64).max)
     graph = add_decision(sklearn_onnx(model, data.prior.dim), "probabilities", list(range(1, M + 1)), stored, data.mode_acceptance)
@@ -147,7 +147,7 @@ def fit_learned_region(data, region: str, max_draws: float) -> tuple[dict, dict,
               "validation_average_precision": tried, "max_draws": float(max_draws),
               "trained_on": {"run": int((split_of(data.indices) == 0).sum()), "budget": int(len(data.extra_latents))},
               "split": "run sample index mod 5: 0-2 train (with the budget's samples), 3 family and threshold, 4 held out"}
-    return params, {"decision_onnx": decision_bytes(graph), "region_thresholds": stored}, {"regions": figures}
+    return params, {"decision_onnx": decision_bytes(graph), "region_thresholds": stored}, {"regions": figures, "thresholds": chosen}
 
 
 @register("is")
@@ -161,7 +161,7 @@ class ImportanceCalibrator(Calibrator):
         return (region or "auto") in LEARNED
 
     @classmethod
-    def fit(cls, data, region: str | None = None, max_draws: float | None = None, **_) -> tuple[dict, dict, dict]:
+    def fit(cls, data, region: str | None = None, max_draws: float | None = None, max_frechet: float | None = None, **_) -> tuple[dict, dict, dict]:
         region = region or "auto"
         if region not in REGIONS:
             raise GancheckError(f"--region must be one of {', '.join(REGIONS)} for the is method, got {region!r}")
@@ -179,7 +179,7 @@ class ImportanceCalibrator(Calibrator):
         if most:
             raise GancheckError(f"dense mode {most[0]} holds nearly every image of the run within r0; there is no region to learn: lower --r0")
         if region in LEARNED:
-            return fit_learned_region(data, region, max_draws)
+            return fit_learned_region(data, region, max_draws, max_frechet)
         dim = data.prior.dim
         split = split_of(data.indices)
         weights, quadratic, bias, per_mode = np.zeros((len(data.modes), dim)), np.zeros(len(data.modes)), np.zeros(len(data.modes)), []

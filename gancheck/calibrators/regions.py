@@ -15,9 +15,11 @@ over the regions it lies in, 1 elsewhere). Two kinds of scorer:
   an estimate of ``log P(mode m | z)`` up to a constant (both sets carry the same sampling bias of
   the descriptor budget, which cancels in the ratio).
 
-Thresholds are chosen on validation samples of the plain prior (the run's own): the largest cut of
-the mode's excess share whose thinning of off-mode samples stays within ``MAX_OFF_MODE`` and whose
-total cost stays within ``max_draws`` prior draws per kept sample.
+Thresholds are chosen on the run's own samples that no model trained on (:func:`held_apart`): every
+region thins the same share of the off-mode samples, as large as the two limits allow: the off-mode
+descriptors may move by at most ``MAX_FRECHET_SHIFT`` of the proof's Fréchet noise floor, and the
+sampler may cost at most ``max_draws`` prior draws per kept sample. The limit is the proof's own
+quality figure, predicted, so no fixed share of thinned samples is assumed.
 """
 
 from __future__ import annotations
@@ -26,10 +28,16 @@ import numpy as np
 from sklearn.metrics import average_precision_score, brier_score_loss, precision_score, recall_score
 
 from gancheck.errors import GancheckError
+from gancheck.maths import frechet_from_moments, sqrt_psd, weighted_moments
 
 FAMILIES = ("logistic", "boosting", "mlp", "knn")
-#: share of off-mode (plain prior) samples a region may thin: it bounds the distortion away from the modes
-MAX_OFF_MODE = 0.10
+#: the off-mode Fréchet distance a region's thinning may add, predicted on samples the model never
+#: trained on, as a share of the proof's noise floor: the proof's ratio is then about 1 + this
+MAX_FRECHET_SHIFT = 0.35
+#: random reorderings of the keep weights that measure the shift estimate's own sampling noise
+PERMUTATIONS = 4
+#: off-mode thinning shares tried, smallest first (every mode's region thins the same share)
+THINNING = np.geomspace(1e-3, 0.5, 40)
 DEFAULT_MAX_DRAWS = 1.5
 MIXTURE_COMPONENTS = (1, 2, 4, 8)
 KNN_NEIGHBORS = 15
@@ -157,33 +165,104 @@ def mixture_scores(z: np.ndarray, inside: list[dict], outside: dict) -> np.ndarr
 # -- thresholds and figures -----------------------------------------------------------------------
 
 
-def choose_threshold(score: np.ndarray, near: np.ndarray, p: float, allowance: float) -> tuple[float, float]:
-    """``(t, excess_cut)`` for one mode on validation samples: the threshold that removes most of the
-    mode's samples (thinned with probability 1 - p) while the region thins at most ``MAX_OFF_MODE`` of
-    the off-mode samples and holds at most ``allowance`` of all samples. +inf (no region) when no
-    threshold removes any."""
-    order = np.argsort(-score, kind="stable")
-    s, y = score[order], near[order].astype(np.float64)
-    in_region = np.arange(1, len(s) + 1)
-    caught, false = np.cumsum(y), np.cumsum(1 - y)
-    ok = (false <= MAX_OFF_MODE * max((1 - y).sum(), 1)) & (in_region <= allowance * len(s))
-    # a cut between two equal scores cannot be made
-    ok &= np.append(s[1:] < s[:-1], True)
-    if not ok.any() or y.sum() == 0:
-        return float("inf"), 0.0
-    best = int(np.argmax(np.where(ok, caught, -1)))
-    if caught[best] == 0:
-        return float("inf"), 0.0
-    lower = s[best + 1] if best + 1 < len(s) else s[best] - 1.0
-    return float(0.5 * (s[best] + lower)), float(caught[best] * (1 - p) / y.sum())
+def described(vectors: np.ndarray, no_face: str) -> tuple[np.ndarray, np.ndarray]:
+    """``(vectors without the no-face axis, found mask)`` of vectors as the audit stores them."""
+    vectors = np.asarray(vectors, np.float32)
+    if no_face != "keep":
+        return vectors, np.ones(len(vectors), dtype=bool)
+    return vectors[:, :-1], vectors[:, -1] == 0
 
 
-def thresholds_for(scores: np.ndarray, near: np.ndarray, mode_acceptance: np.ndarray, max_draws: float) -> np.ndarray:
-    """(M,) thresholds, the cost ``1 - 1/max_draws`` of rejected mass shared equally by the modes."""
-    M = near.shape[1]
-    rejected = 1.0 - 1.0 / max_draws
-    return np.array([choose_threshold(scores[:, m], near[:, m], float(mode_acceptance[m]),
-                                      rejected / M / max(1.0 - float(mode_acceptance[m]), 1e-9))[0] for m in range(M)])
+def proof_noise_floor(vectors: np.ndarray, indices: np.ndarray) -> float:
+    """The Fréchet noise floor the proof will compare with (two independent draws as large as
+    ``vectors``), predicted as half the distance between the two halves of ``vectors`` by index
+    parity: the estimate's sampling error scales with 1/n1 + 1/n2."""
+    even = np.asarray(indices) % 2 == 0
+    return 0.5 * frechet_from_moments(*weighted_moments(vectors[even]), *weighted_moments(vectors[~even]))
+
+
+def frechet_shift(vectors: np.ndarray, keep: np.ndarray, seed: int) -> float:
+    """The Fréchet distance that thinning ``vectors`` by ``keep`` adds: the distance between them
+    weighted and unweighted, less its mean over random reorderings of the same weights (what thinning
+    any samples that much adds through sampling noise alone)."""
+    if np.all(keep == keep[0]):
+        return 0.0
+    mean, cov = weighted_moments(vectors)
+    root = sqrt_psd(cov)
+    distance = lambda w: frechet_from_moments(mean, cov, *weighted_moments(vectors, w), root_a=root)  # noqa: E731
+    rng = np.random.default_rng(seed)
+    return distance(keep) - float(np.mean([distance(rng.permutation(keep)) for _ in range(PERMUTATIONS)]))
+
+
+def cut_at(scores: np.ndarray, fraction: float) -> float:
+    """The threshold whose region (score >= t) holds the top ``fraction`` of ``scores``, halfway to
+    the next lower score so that it does not sit on a sample (ties stay together)."""
+    s = np.sort(scores)[::-1]
+    k = int(np.clip(np.ceil(fraction * len(s)), 1, len(s)))
+    lower = s[k:][s[k:] < s[k - 1]]
+    return float(0.5 * (s[k - 1] + lower[0])) if len(lower) else float(s[-1] - 1.0)
+
+
+def choose_thresholds(val_scores: np.ndarray, val_near: np.ndarray, off_scores: np.ndarray, off_vectors: np.ndarray,
+                      mode_acceptance: np.ndarray, max_draws: float, noise_floor: float, seed: int,
+                      max_frechet: float = MAX_FRECHET_SHIFT) -> tuple[np.ndarray, dict]:
+    """(M,) region thresholds and the figures that chose them, on samples the model never trained on.
+
+    Every mode's region thins the same share ``f`` of the off-mode samples (its threshold is that
+    quantile of their scores); ``f`` is the largest share in ``THINNING`` (found by bisection) for
+    which the thinned off-mode descriptors (``off_vectors``, with ``off_scores``) move by at most
+    ``max_frechet`` of the proof's noise floor (:func:`frechet_shift`) and the validation samples
+    cost at most ``max_draws`` prior draws per kept one; where that share catches every validation
+    sample of the modes, the smallest share that still does. A mode whose region then catches none of its validation samples gets no region
+    (+inf)."""
+    p, M = np.asarray(mode_acceptance, np.float64), val_near.shape[1]
+
+    def cuts(f: float) -> np.ndarray:
+        return np.array([cut_at(off_scores[:, m], f) for m in range(M)])
+
+    def at(f: float) -> dict:
+        t = cuts(f)
+        keep_off = np.where(off_scores >= t, p, 1.0).min(axis=1)
+        shift = frechet_shift(off_vectors, keep_off, seed) / noise_floor if noise_floor > 0 else 0.0
+        draws = 1.0 / np.where(val_scores >= t, p, 1.0).min(axis=1).mean()
+        limit = "max_draws" if draws > max_draws else "frechet" if shift > max_frechet else None
+        return {"thresholds": t, "off_mode_thinning": float(f), "frechet_shift": float(shift), "draws": float(draws), "limited_by": limit}
+
+    # Shift and cost grow with the thinning: bisection for the last share of THINNING within both limits.
+    lo, hi, tried = -1, len(THINNING), {}
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        tried[mid] = at(float(THINNING[mid]))
+        lo, hi = (mid, hi) if tried[mid]["limited_by"] is None else (lo, mid)
+    limited_by = tried[hi]["limited_by"] if hi < len(THINNING) else "largest share tried"
+    caught = [int((val_near & (val_scores >= cuts(float(f)))).sum()) for f in THINNING[: lo + 1]]
+    if caught and caught[-1] == int(val_near.sum()):  # all caught: the smallest share that does so, more thins for nothing
+        lo, limited_by = caught.index(caught[-1]), "every validation sample of the modes caught"
+        tried[lo] = tried.get(lo) or at(float(THINNING[lo]))
+    best = tried[lo] if lo >= 0 else {"thresholds": np.full(M, np.inf), "off_mode_thinning": 0.0, "frechet_shift": 0.0, "draws": 1.0}
+    best = dict(best, limited_by=limited_by)
+    inside = val_scores >= best["thresholds"]
+    caught = (inside & val_near).sum(axis=0)
+    thresholds = np.where(caught > 0, best["thresholds"], np.inf)
+    cut = caught * (1.0 - p) / np.maximum(val_near.sum(axis=0), 1)
+    figures = {k: v for k, v in best.items() if k != "thresholds"}
+    figures.update(validation_excess_cut=[float(c) for c in cut], max_frechet_shift=float(max_frechet), noise_floor=float(noise_floor),
+                   rule="largest equal off-mode thinning whose predicted Fréchet shift and cost stay within their limits")
+    return thresholds, figures
+
+
+def held_apart(data, scores_of, max_draws: float, max_frechet: float | None = None) -> tuple[np.ndarray, dict]:
+    """Thresholds for a fitted score function ``scores_of(latents) -> (k, M)`` on the run's samples
+    the model never trained on: validation samples count each mode's catch and the cost; the
+    off-mode samples of validation and test measure the descriptor shift (:func:`choose_thresholds`)."""
+    split = split_of(data.indices)
+    val, apart = split == 1, split >= 1
+    vectors, found = described(data.vectors, data.no_face)
+    off = found & ~data.near.any(axis=1)
+    floor = proof_noise_floor(vectors[off], data.indices[off])
+    ev = apart & off
+    return choose_thresholds(scores_of(data.latents[val]), data.near[val], scores_of(data.latents[ev]), vectors[ev],
+                             data.mode_acceptance, max_draws, floor, data.seed, MAX_FRECHET_SHIFT if max_frechet is None else max_frechet)
 
 
 def region_figures(scores: np.ndarray, near: np.ndarray, thresholds: np.ndarray, probabilities: bool) -> list[dict]:

@@ -1,54 +1,49 @@
-"""The ``gancheck`` command line: parses, calls :mod:`gancheck.api`, renders. One module per command;
-nothing is computed here, and Typer is imported nowhere else."""
+"""The ``gancheck`` command line: parses, calls :mod:`gancheck.api`, renders. One module per command
+(registered in :mod:`gancheck.cli.commands`); nothing is computed here, and Typer is imported
+nowhere else.
+
+This module stays light on purpose: the entry point :func:`main` imports the commands (numpy,
+onnxruntime, Typer: seconds) inside its own Ctrl-C guard, so an interrupt at any point, the imports
+included, ends in one line and exit status 130, never a traceback.
+"""
 
 from __future__ import annotations
 
-import typer
+import signal
+import sys
 
-from gancheck.cli import audit, calibrate, compare, demo, report, theta
-from gancheck.cli import coverage, export, ldr
-from gancheck.cli.common import handle_errors, run_app
-from gancheck.cli.help import VERSION, Command, Group, examples
-
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, cls=Group, rich_markup_mode="rich",
-                  help="Black-box diagnosis and calibration of GAN intra-mode collapse (Wu et al., ACM TOMM 2021).",
-                  epilog=examples("gancheck demo", "gancheck audit model.onnx --n 1e5 --out runs/model",
-                                  "gancheck COMMAND --help"))
-
-EXAMPLES = {
-    "audit": ("gancheck audit model.onnx --n 1e5 --embedder pixel --out runs/model",
-              "gancheck audit model.onnx --n 1e6 --anchors 1e4 --embedder dlib --fail-if 'worst_mode.neighbor_fraction>0.02'",
-              "gancheck audit my_pkg.gan:make_generator --latent-shape 512 --embedder insightface --align fixed",
-              "gancheck audit generated_images/ --embedder pixel --anchors 500"),
-    "demo": ("gancheck demo", "gancheck demo --n 1e5 --out runs/demo"),
-    "theta": ("gancheck theta pairs/ --embedder dlib", "gancheck theta pairs/ --embedder insightface --align fixed --json"),
-    "report": ("gancheck report runs/model", "gancheck report runs/model --fail-if 'mccs.mean_ci_high>0.45' --junit gates.xml",
-               "gancheck report runs/model/calibration-rejection --before runs/model"),
-    "compare": ("gancheck compare runs/released runs/candidate", "gancheck compare runs/released runs/candidate --max-increase mccs.mean=0.02 --junit compare.xml"),
-    "calibrate": ("gancheck calibrate runs/model --method rejection", "gancheck calibrate runs/model --method gmm --modes 3",
-                  "gancheck report runs/model/calibration-rejection --before runs/model"),
-    "coverage": ("gancheck coverage model.onnx --reference real_images/ --n 1e4 --out runs/coverage",
-                 "gancheck coverage model.onnx --reference real/ --attributes onnx:classifier.onnx --attribute-names glasses,hat,smile --attribute-kind multilabel"),
-    "ldr": ("gancheck ldr --discriminator ckpt/D_*.onnx --data train_images/ --out ldr.parquet",
-            "gancheck ldr --discriminator D_10.onnx --discriminator D_20.onnx --data train/ --weights-out weights.csv --sheet top.png"),
-    "export-descriptor": ("gancheck export-descriptor dlib --out dlib_resnet.onnx",),
-    "sample": ("gancheck sample model.onnx --n 64 --out grid.png",
-               "gancheck sample model.onnx --calibrator runs/model/calibrator-gmm.safetensors --out calibrated.png"),
-}
-
-for _name, _command in [("audit", audit.audit), ("demo", demo.demo), ("theta", theta.theta_command), ("report", report.report),
-                        ("compare", compare.compare), ("calibrate", calibrate.calibrate), ("sample", calibrate.sample),
-                        ("coverage", coverage.coverage), ("ldr", ldr.ldr), ("export-descriptor", export.export_descriptor)]:
-    app.command(_name, cls=Command, epilog=examples(*EXAMPLES[_name]))(handle_errors(_command))
+#: exit status after SIGINT (128 + 2), as shells report it
+EXIT_SIGINT = 128 + int(signal.SIGINT)
 
 
-@app.callback()
-def _root(version: bool = VERSION) -> None:
-    """Black-box diagnosis and calibration of GAN intra-mode collapse (Wu et al., ACM TOMM 2021)."""
+def _interrupted() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not interrupt the exit itself
+    try:
+        sys.stderr.write("gancheck: stopped by SIGINT\n")
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        pass
+    sys.exit(EXIT_SIGINT)
 
 
-def main():
-    run_app(app)  # one-line errors, signals and --debug: gancheck.cli.common
+def main() -> None:
+    """The ``gancheck`` command (``python -m gancheck``): one-line errors, signals and --debug
+    (:func:`gancheck.cli.common.run_app`)."""
+    try:
+        from gancheck.cli.commands import app
+        from gancheck.cli.common import run_app
+
+        run_app(app)
+    except KeyboardInterrupt:  # during the imports, or a Ctrl-C that outran run_app's own handling
+        _interrupted()
+
+
+def __getattr__(name: str):
+    if name == "app":  # ``from gancheck.cli import app``: the Typer app, loaded on first use
+        from gancheck.cli.commands import app
+
+        return app
+    raise AttributeError(f"module 'gancheck.cli' has no attribute {name!r}")
 
 
 if __name__ == "__main__":

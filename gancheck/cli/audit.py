@@ -15,6 +15,7 @@ from gancheck.analysis.gates import Gate, describe
 from gancheck.cli.common import (EXIT_GATE, INPUTS, LATENT_INPUT, LATENT_SHAPE, LAYOUT, PRIOR, TRUNCATION, VALUE_RANGE,
                                  finite, generator_options, parse_count, parse_pairs, set_threads)
 from gancheck.cli.progress import Reporter, choose_mode
+from gancheck.numbers import format_number as num, format_share
 from gancheck.render.terminal import final_line, render_summary
 
 
@@ -28,7 +29,7 @@ def audit(
     radius: Optional[float] = typer.Option(None, "--radius", metavar="D", show_default="the descriptor's", help="Radius r of the neighbour counts N_r and dense modes, as a normalised angular distance (Eq. 4, 0 to 1)."),
     mccs_form: str = typer.Option("paper", "--mccs-form", metavar="paper|reference", help="paper: Eq. 7, 1/(1-ln m) in (0,1]; reference: the published code's formula 1/(-log10 m). The formula alone does not reproduce the paper's tables: add --protocol reference for that."),
     protocol: str = typer.Option("independent", "--protocol", metavar="independent|reference", help="independent: anchors drawn apart from C (Eq. 8); reference: the published code's protocol, anchors are C's first samples and each anchor's m counts itself (matters at small --n). With --mccs-form reference it compares exactly with the paper's tables."),
-    out: Path = typer.Option(Path("gancheck-run"), "--out", metavar="DIR", help="Run directory for manifest.json, report.json and the Parquet tables."),
+    out: Path = typer.Option(Path("gancheck-run"), "--out", metavar="DIR", help="Run directory: report.html (open it in a browser), report.json, manifest.json and the Parquet tables. Written beside it as .DIR.partial and moved into place when the run has finished."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a run already in --out."),
     as_json: bool = typer.Option(False, "--json", help="Print report.json to stdout (and nothing else); progress lines still go to stderr unless --quiet."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print nothing but errors and failed gates. Without it: progress bars and a summary on a terminal; elsewhere (CI logs) a line per stage, a progress line every 30 s and a last line with the verdict and the report's path, on stderr."),
@@ -133,14 +134,22 @@ def _finish_sweep(table: dict, as_json: bool, show: bool, out: Path) -> None:
         typer.echo(json.dumps(table, indent=2))
     elif show:
         typer.echo(f"class sweep over input {table['input']}: ranked by mean MCCS, most collapsed first")
-        for label in table["ranking"]:
-            r = table["classes"][label]
-            m, w = r["mccs"], r["worst_mode"]
-            typer.echo(f"  {r['rank']:>3}. class {label:<8} mean {m['mean']:.4f} [{m['mean_ci_low']:.4f}, {m['mean_ci_high']:.4f}]"
-                       f"  sigma {m['std']:.4f}  worst mode {w['mccs']:.4f} ({100 * w['neighbor_fraction']:.2f}% of samples)")
+        for line in sweep_lines(table):
+            typer.echo(line)
         typer.echo(f"report: {out / 'report.html'}")
     for g in table.get("gates", []):
         if g["failed"] or show:
             typer.echo(describe(g), err=True)
     if any(g["failed"] for g in table.get("gates", [])):
         raise typer.Exit(EXIT_GATE)
+
+
+def sweep_lines(table: dict) -> list[str]:
+    """One line per class, most collapsed first, in gancheck.numbers' one rule."""
+    lines = []
+    for label in table["ranking"]:
+        r = table["classes"][label]
+        m, w = r["mccs"], r["worst_mode"]
+        lines.append(f"  {r['rank']:>3}. class {label:<8} mean {num(m['mean'])} [{num(m['mean_ci_low'])}, {num(m['mean_ci_high'])}]"
+                     f"  sigma {num(m['std'])}  worst mode {num(w['mccs'])} ({format_share(w['neighbor_fraction'])} of samples)")
+    return lines

@@ -24,6 +24,7 @@ def calibrate(
     r0: Optional[float] = typer.Option(None, "--r0", metavar="D", show_default="the run's radius r", help="Radius r0 around a dense mode whose images count as that mode, as a normalised angular distance (Eq. 4, 0 to 1)."),
     clusters: Optional[int] = typer.Option(None, "--clusters", metavar="K", show_default="one per 20 run samples, at most 4096", help="gmm: number of K-means clusters."),
     max_draws: Optional[float] = typer.Option(None, "--max-draws", metavar="X", show_default="1.5 for learned regions, 3 for gmm cells", help="Most prior draws per kept sample the calibrator may cost; it stops short of an ordinary mode's share when reaching it would cost more."),
+    max_frechet: Optional[float] = typer.Option(None, "--max-frechet", metavar="X", show_default="0.35", help="is/gmm with a learned region: how far thinning may move the off-mode descriptor distribution, as a share of the proof's Fréchet noise floor (predicted on held-out samples; the proof's Fréchet ratio is then about 1 + X). Larger removes more of the modes' excess and changes the other samples more."),
     region: Optional[str] = typer.Option(None, "--region", metavar="KIND", show_default="auto for is, mixture for gmm", help="is: auto (the model family with the best held-out score among logistic, boosting, mlp, knn), one of those families, linear (logistic on z and |z|^2, no budget) or hull (the paper's exact convex hull, latents of at most 6 values); gmm: mixture (Gaussian mixtures of each mode's latents against the rest) or cells (K-means cells of the prior)."),
     budget: Optional[int] = typer.Option(None, "--budget", metavar="N", show_default="the audit's |C|", help="is/gmm with a learned region: extra samples to generate and describe around the modes' boundaries (half local perturbations of the modes' latents, half prior draws near the current region); stored in RUN_DIR and reused when calibrate runs again."),
     export_onnx: Optional[Path] = typer.Option(None, "--export-onnx", metavar="FILE", help="Also write the calibrated sampler's decision as a small ONNX graph (latent z in, keep_probability out) to ship next to the generator."),
@@ -41,12 +42,12 @@ def calibrate(
     Exits 1 when the dense modes' share did not drop."""
     set_threads(threads)
     positive(clusters, "--clusters"), positive(modes, "--modes")
-    finite(r0, "--r0", 0.0, 1.0), finite(max_draws, "--max-draws", 1.0)
+    finite(r0, "--r0", 0.0, 1.0), finite(max_draws, "--max-draws", 1.0), finite(max_frechet, "--max-frechet", 0.0)
     mode = choose_mode(quiet, as_json)
     with Reporter(mode) as rep:
         result = api.calibrate(run_dir, method=method, out=out, modes=modes, r0=r0, proof_dir=proof_dir, overwrite=overwrite, resume=resume,
                                device=device, progress=rep.progress, log=rep.logger, clusters=clusters,
-                               max_draws=max_draws, region=region, budget=budget, export_onnx=export_onnx,
+                               max_draws=max_draws, max_frechet=max_frechet, region=region, budget=budget, export_onnx=export_onnx,
                                **({"discriminator": discriminator, "discriminator_range": discriminator_range} if discriminator else {}))
     if as_json:
         typer.echo(json.dumps({k: v for k, v in result.items() if k != "change"}, indent=2))

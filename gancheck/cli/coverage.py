@@ -9,8 +9,10 @@ from typing import List, Optional
 import typer
 
 import gancheck.api as api
+from gancheck.numbers import format_count, format_number as num, format_share
 from gancheck.cli.common import (INPUTS, LATENT_INPUT, LATENT_SHAPE, LAYOUT, PRIOR, TRUNCATION, VALUE_RANGE, generator_options,
-                                 interactive, parse_count, parse_pairs, positive, progress_bar, set_threads)
+                                 parse_count, parse_pairs, positive, set_threads)
+from gancheck.cli.progress import Reporter, choose_mode
 
 
 def coverage(
@@ -51,10 +53,11 @@ def coverage(
         from gancheck.errors import GancheckError
 
         raise GancheckError("--attributes onnx:PATH and --attribute-names a,b,c go together: the classifier and its outputs' names in order")
-    with progress_bar(interactive(quiet) and not as_json) as on_progress:
+    mode = choose_mode(quiet, as_json)
+    with Reporter(mode) as rep:
         result = api.coverage(generator, reference, n=parse_count(n, "--n", minimum=2), seed=seed, embedder=embedder, out=out, bins=bins,
                               alpha=alpha, attributes=attributes, attribute_names=attribute_names, attribute_kind=attribute_kind,
-                              attribute_range=attribute_range, device=device, threads=threads, batch_size=batch_size, progress=on_progress,
+                              attribute_range=attribute_range, device=device, threads=threads, batch_size=batch_size, progress=rep.progress,
                               calibrator=calibrator, force=force,
                               generator_options=generator_options(layout, value_range, prior, truncation, latent_input, latent_shape, inputs),
                               embedder_options=parse_pairs(embedder_opts, "--embedder-opt"))
@@ -63,21 +66,24 @@ def coverage(
     elif not quiet:
         for line in summary_lines(result):
             typer.echo(line)
+    if mode == "lines":
+        typer.echo(f"gancheck: finished in {rep.elapsed()}; NDB/K = {num(result['ndb_over_k'])}; page: {result.get('html') or 'not written'}", err=True)
 
 
 def summary_lines(result: dict, shown: int = 10) -> list[str]:
     """The result in a few plain lines: NDB/K, the dropped bins, the attribute findings."""
-    lines = [f"NDB/K = {result['ndb']}/{result['k']} = {result['ndb_over_k']:.3f}: {result['under_generated']} bins under-generated, "
-             f"{result['over_generated']} over-generated (FDR {result['alpha']:g}; {result['n_reference']} real, {result['n_generated']} generated images)"]
+    lines = [f"NDB/K = {result['ndb']}/{result['k']} = {num(result['ndb_over_k'])}: {result['under_generated']} bins under-generated, "
+             f"{result['over_generated']} over-generated (FDR {format_share(result['alpha'])}; {format_count(result['n_reference'])} real, "
+             f"{format_count(result['n_generated'])} generated images)"]
     for d in result["dropped"][:shown]:
-        lines.append(f"  dropped bin {d['bin']}: {100 * d['reference_share']:.2f}% of real images, {100 * d['generated_share']:.2f}% generated "
-                     f"(q = {d['q_value']:.2g}); e.g. {', '.join(d['examples'][:4])}")
+        lines.append(f"  dropped bin {d['bin']}: {format_share(d['reference_share'])} of real images, {format_share(d['generated_share'])} generated "
+                     f"(q = {num(d['q_value'])}); e.g. {', '.join(d['examples'][:4])}")
     if len(result["dropped"]) > shown:
         lines.append(f"  ... and {len(result['dropped']) - shown} more dropped bins (see coverage.json)")
     for f in (result.get("attributes") or {}).get("findings", []):
         lines.append(f)
     if result.get("attributes"):
-        lines.append(f"Fréchet attribute distance: {result['attributes']['frechet_attribute_distance']:.4g}")
+        lines.append(f"Fréchet attribute distance: {num(result['attributes']['frechet_attribute_distance'])}")
     if result.get("html"):
         lines.append(f"page: {result['html']}")
     return lines

@@ -40,7 +40,14 @@ def _plain(params) -> None:
 
 
 class Command(TyperCommand):
-    """A command whose help shows value names (``N``, ``PATH``, ``paper|reference``), not types."""
+    """A command whose help shows value names (``N``, ``PATH``, ``paper|reference``), not types, and
+    whose line in ``gancheck --help`` is its docstring's first paragraph reflowed (a docstring's own
+    line breaks would otherwise cut that line mid-sentence)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if not self.short_help and self.help:
+            self.short_help = " ".join(self.help.strip().split("\n\n")[0].split())
 
     def get_params(self, ctx):
         params = super().get_params(ctx)

@@ -9,7 +9,9 @@ from typing import List, Optional
 import typer
 
 import gancheck.api as api
-from gancheck.cli.common import interactive, positive, progress_bar, set_threads
+from gancheck.numbers import format_count, format_number as num
+from gancheck.cli.common import positive, set_threads
+from gancheck.cli.progress import Reporter, choose_mode
 
 
 def ldr(
@@ -35,9 +37,10 @@ def ldr(
     set_threads(threads)
     positive(batch_size, "--batch-size")
     paths = list(discriminators) + list(extra or [])
-    with progress_bar(interactive(quiet) and not as_json) as on_progress:
+    mode = choose_mode(quiet, as_json)
+    with Reporter(mode) as rep:
         result = api.ldr(paths, data, out=out, weights_out=weights_out, top=top, html=html or Path(out).with_name("ldr.html"), k=k, input_range=input_range, output=output,
-                         device=device, threads=threads, batch_size=batch_size, progress=on_progress)
+                         device=device, threads=threads, batch_size=batch_size, progress=rep.progress)
     if sheet is not None:
         from gancheck.analysis.coverage import load_reference
         from gancheck.render.images import save_grid
@@ -49,10 +52,18 @@ def ldr(
     if as_json:
         typer.echo(json.dumps(result, indent=2))
     elif not quiet:
-        typer.echo(f"{result['images']} images x {result['checkpoints']} checkpoints; discrepancy score LDRM + {result['k']:g} sqrt(LDRV): "
-                   f"mean {result['score']['mean']:.3f}, max {result['score']['max']:.3f}")
-        typer.echo("most under-represented (highest score first):")
-        for t in result["top"]:
-            typer.echo(f"  {t['score']:9.3f}  LDRM {t['ldrm']:8.3f}  LDRV {t['ldrv']:8.3f}  {t['file']}")
+        for line in ldr_lines(result):
+            typer.echo(line)
         typer.echo(f"table: {result['out']}" + (f"; weights: {result['weights_out']}" if result["weights_out"] else "")
                    + (f"; sheet: {result['sheet']}" if result.get("sheet") else "") + f"; page: {result['html']}")
+    if mode == "lines":
+        typer.echo(f"gancheck: finished in {rep.elapsed()}; highest discrepancy score {num(result['score']['max'])}; page: {result['html']}", err=True)
+
+
+def ldr_lines(result: dict) -> list[str]:
+    """The summary and the most under-represented images, in gancheck.numbers' one rule."""
+    lines = [f"{format_count(result['images'])} images x {result['checkpoints']} checkpoints; discrepancy score LDRM + {num(result['k'])} sqrt(LDRV): "
+             f"mean {num(result['score']['mean'])}, max {num(result['score']['max'])}",
+             "most under-represented (highest score first):"]
+    lines += [f"  {num(t['score']):>9}  LDRM {num(t['ldrm']):>8}  LDRV {num(t['ldrv']):>8}  {t['file']}" for t in result["top"]]
+    return lines

@@ -9,6 +9,7 @@ from typing import Annotated, Optional
 import typer
 
 from gancheck.analysis.thresholds import build_embedder, estimate_from_folder
+from gancheck.numbers import format_count, format_number as num, format_share
 
 
 def theta_command(
@@ -26,19 +27,24 @@ def theta_command(
     if as_json:
         print(json.dumps(result, indent=2))
         return
-    s, d = result["same_distance"], result["different_distance"]
-    print(f"descriptor {embedder}: {result['n_same']} same-identity and {result['n_different']} different-identity pairs")
-    print(f"  same pairs      d: min {s['min']:.4f}  median {s['median']:.4f}  max {s['max']:.4f}")
-    print(f"  different pairs d: min {d['min']:.4f}  median {d['median']:.4f}  max {d['max']:.4f}")
-    print(
-        f"  theta = {result['theta']:.4f}  (best accuracy {result['accuracy_at_theta']:.3f}; "
-        f"TAR {result['at_theta']['tar']:.3f}, FAR {result['at_theta']['far']:.3f})"
-    )
-    print(
-        f"  r     = {result['radius']:.4f}  (theta x 0.25/0.3; TAR {result['at_radius']['tar']:.3f}, "
-        f"FAR {result['at_radius']['far']:.3f})"
-    )
-    defaults = result["descriptor_defaults"]
-    print(f"  descriptor defaults: theta {defaults['theta']:.4f}, r {defaults['radius']:.4f}")
+    for line in theta_lines(embedder, result):
+        print(line)
     if result["skipped_pairs_no_face"]:
         print(f"  skipped (no face found): {', '.join(result['skipped_pairs_no_face'])}")
+
+
+def theta_lines(embedder: str, result: dict) -> list[str]:
+    """The estimate in plain lines, every figure in gancheck.numbers' one rule (distances to three
+    significant digits, accuracies and acceptance rates as percentages)."""
+    s, d = result["same_distance"], result["different_distance"]
+    defaults = result["descriptor_defaults"]
+    return [
+        f"descriptor {embedder}: {format_count(result['n_same'])} same-identity and {format_count(result['n_different'])} different-identity pairs",
+        f"  same pairs      d: min {num(s['min'])}  median {num(s['median'])}  max {num(s['max'])}",
+        f"  different pairs d: min {num(d['min'])}  median {num(d['median'])}  max {num(d['max'])}",
+        f"  theta = {num(result['theta'])}  (best accuracy {format_share(result['accuracy_at_theta'])}; "
+        f"TAR {format_share(result['at_theta']['tar'])}, FAR {format_share(result['at_theta']['far'])})",
+        f"  r     = {num(result['radius'])}  (theta x 5/6, gancheck's convention for r; TAR {format_share(result['at_radius']['tar'])}, "
+        f"FAR {format_share(result['at_radius']['far'])})",
+        f"  descriptor defaults: theta {num(defaults['theta'])}, r {num(defaults['radius'])}",
+    ]

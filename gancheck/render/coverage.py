@@ -14,7 +14,7 @@ import io
 from pathlib import Path
 
 from gancheck.files import atomic_write
-from gancheck.numbers import format_share
+from gancheck.numbers import format_change, format_count, format_number as num, format_share
 
 CSS = """
 body{font-family:system-ui,-apple-system,'Segoe UI',Roboto,Helvetica,Arial,sans-serif;margin:0;background:#f4f5f7;color:#1d232a}
@@ -57,7 +57,7 @@ def _dropped_rows(result: dict, reference_dir: Path) -> str:
                           for name in d["examples"])
         lo, hi = d["generated_ci"]
         rows.append(f"<tr><td>bin {d['bin']}</td><td>{_pct(d['reference_share'])}</td><td>{_pct(d['generated_share'])} "
-                    f"<span class='sub'>[{_pct(lo)}, {_pct(hi)}]</span></td><td>{d['q_value']:.2g}</td><td class='row'>{figures}</td></tr>")
+                    f"<span class='sub'>[{_pct(lo)}, {_pct(hi)}]</span></td><td>{num(d['q_value'])}</td><td class='row'>{figures}</td></tr>")
     if not rows:
         return "<p>No bin is under-generated at this false-discovery rate.</p>"
     return ("<table><tr><th>bin</th><th>real share</th><th>generated share [95% CI]</th><th>q</th><th>most typical real images</th></tr>"
@@ -65,9 +65,9 @@ def _dropped_rows(result: dict, reference_dir: Path) -> str:
 
 
 def _bins_table(result: dict) -> str:
-    rows = "".join(f"<tr><td>{b['bin']}</td><td>{b['reference_count']}</td><td>{_pct(b['reference_share'])}</td><td>{b['generated_count']}</td>"
+    rows = "".join(f"<tr><td>{b['bin']}</td><td>{format_count(b['reference_count'])}</td><td>{_pct(b['reference_share'])}</td><td>{format_count(b['generated_count'])}</td>"
                    f"<td>{_pct(b['generated_share'])} <span class='sub'>[{_pct(b['generated_ci'][0])}, {_pct(b['generated_ci'][1])}]</span></td>"
-                   f"<td>{b['z']:+.2f}</td><td>{b['q_value']:.2g}</td></tr>" for b in result["bins"])
+                   f"<td>{format_change(b['z'])}</td><td>{num(b['q_value'])}</td></tr>" for b in result["bins"])
     return ("<table><tr><th>bin</th><th>real images</th><th>real share</th><th>generated images</th><th>generated share [95% CI]</th>"
             "<th>z</th><th>q</th></tr>" + rows + "</table>")
 
@@ -75,9 +75,9 @@ def _bins_table(result: dict) -> str:
 def _attributes_table(att: dict) -> str:
     lines = "".join(f"<li>{_e(f)}</li>" for f in att["findings"]) or "<li>no attribute differs at this false-discovery rate</li>"
     rows = "".join(f"<tr><td>{_e(a['attribute'])}</td><td>{_pct(a['reference'])}</td><td>{_pct(a['generated'])}</td>"
-                   f"<td>{100 * a['difference']:+.1f} points <span class='sub'>[{100 * a['difference_ci'][0]:+.1f}, {100 * a['difference_ci'][1]:+.1f}]</span></td>"
-                   f"<td>{a['q_value']:.2g}</td></tr>" for a in att["attributes"])
-    return (f"<ul>{lines}</ul><p>Fréchet attribute distance (FSD form): <b>{att['frechet_attribute_distance']:.4g}</b></p>"
+                   f"<td>{format_change(a['difference'], share=True)} <span class='sub'>[{format_change(a['difference_ci'][0], share=True)}, {format_change(a['difference_ci'][1], share=True)}]</span></td>"
+                   f"<td>{num(a['q_value'])}</td></tr>" for a in att["attributes"])
+    return (f"<ul>{lines}</ul><p>Fréchet attribute distance (FSD form): <b>{num(att['frechet_attribute_distance'])}</b></p>"
             "<table><tr><th>attribute</th><th>real</th><th>generated</th><th>difference [95% CI]</th><th>q</th></tr>" + rows + "</table>")
 
 
@@ -86,10 +86,10 @@ def render_coverage(result: dict, reference_dir: Path) -> str:
     att = result.get("attributes")
     parts = [
         f"<h1>What the generator does not make</h1><p class='sub'>{_e(result['generator'])} against {_e(result['reference'])}</p>",
-        f"<section><h2>Summary</h2><p><span class='big'>NDB/K = {result['ndb']}/{result['k']} = {result['ndb_over_k']:.3f}</span> "
-        f"bins differ (false-discovery rate {result['alpha']:g}): {result['under_generated']} under-generated, "
+        f"<section><h2>Summary</h2><p><span class='big'>NDB/K = {result['ndb']}/{result['k']} = {num(result['ndb_over_k'])}</span> "
+        f"bins differ (false-discovery rate {_pct(result['alpha'])}): {result['under_generated']} under-generated, "
         f"{result['over_generated']} over-generated.</p><p class='sub'>{_e(result['binning'])}. {_e(result['test'])}. "
-        f"{result['n_reference']} real and {result['n_generated']} generated images described.</p></section>",
+        f"{format_count(result['n_reference'])} real and {format_count(result['n_generated'])} generated images described.</p></section>",
         f"<section><h2>Dropped bins: real images the generator under-produces, strongest first</h2>{_dropped_rows(result, reference_dir)}</section>",
     ]
     if att:
@@ -99,9 +99,14 @@ def render_coverage(result: dict, reference_dir: Path) -> str:
             f"<style>{CSS}</style></head><body><main>{''.join(parts)}</main></body></html>")
 
 
-def write_coverage_html(result: dict, reference_dir: str | Path, path: str | Path) -> Path:
-    """Write coverage.html to ``path`` (atomically)."""
+def write_page(path: str | Path, page: str) -> Path:
+    """Write one page to ``path`` (atomically, its folder made if needed); returns the path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(path, render_coverage(result, Path(reference_dir)))
+    atomic_write(path, page)
     return path
+
+
+def write_coverage_html(result: dict, reference_dir: str | Path, path: str | Path) -> Path:
+    """Write coverage.html to ``path`` (atomically)."""
+    return write_page(path, render_coverage(result, Path(reference_dir)))

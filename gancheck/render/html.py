@@ -544,11 +544,13 @@ def _diversity(rep: dict) -> str:
     return "<section id='diversity'><h2>Diversity in descriptor space</h2><table>" + _rows(drows) + "</table></section>"
 
 
-def render_html(run: RunData, before: RunData | None = None, extra: dict | None = None) -> str:
+def render_html(run: RunData, before: RunData | None = None, extra: dict | None = None, shown_dir: str | Path | None = None) -> str:
     """The report page as one HTML string (``extra``: :func:`enrich_report`'s output, computed
     here when None and the report lacks it). The verdict is report.json's (computed here only for
-    runs written before it was stored)."""
+    runs written before it was stored). ``shown_dir``: the run directory the page names, when the
+    run is rendered in its staging directory before being moved there."""
     rep = run.report
+    shown = Path(shown_dir if shown_dir is not None else run.path).resolve()
     if extra is None:
         extra = {} if "spatial" in rep and "diversity" in rep else enrich_report(run.path)
     rep = merge_report(rep, extra)
@@ -566,25 +568,27 @@ def render_html(run: RunData, before: RunData | None = None, extra: dict | None 
     title = Path(str(gen.get("path", "generator"))).name
     parts = [f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><meta name='viewport' content='width=device-width,initial-scale=1'>"
              f"<title>gancheck report: {_e(title)}</title><style>{CSS}</style></head><body><main>",
-             f"<h1>gancheck report: {_e(title)}</h1><div class='sub'>{_e(gen.get('path', ''))} &middot; run directory {_e(run.path.resolve())} "
+             f"<h1>gancheck report: {_e(title)}</h1><div class='sub'>{_e(gen.get('path', ''))} &middot; run directory {_e(shown)} "
              f"&middot; created {_e(run.manifest.get('created', ''))}</div>",
              _summary(run, rep, before), _fig4(run, rep, images, display), _fig7(rep, images), _distribution(run, rep, before),
              _sampling(run, rep), _ripley(run, rip), _diversity(rep),
-             f"<p class='note'>Written by gancheck from {_e(run.path.resolve())}; figures from report.json and the run's Parquet tables. Method: Wu et al., "
+             f"<p class='note'>Written by gancheck from {_e(shown)}; figures from report.json and the run's Parquet tables. Method: Wu et al., "
              "Black-Box Diagnosis and Calibration on GAN Intra-Mode Collapse (ACM TOMM 2021).</p></main></body></html>"]
     return "".join(parts)
 
 
-def write_html(run_dir: str | Path, before: str | Path | None = None, out: str | Path | None = None, extra: dict | None = None) -> Path:
+def write_html(run_dir: str | Path, before: str | Path | None = None, out: str | Path | None = None, extra: dict | None = None,
+               shown_dir: str | Path | None = None) -> Path:
     """Render ``report.html`` into the run directory (or ``out``) and return its path.
 
     ``before``: another run directory (the same generator without the calibrator) to show side by
-    side; ``extra``: :func:`enrich_report`'s result when the caller already has it.
+    side; ``extra``: :func:`enrich_report`'s result when the caller already has it; ``shown_dir``:
+    the directory the page names as the run's (its final place, when ``run_dir`` is the staging one).
     """
     from gancheck.files import atomic_write
 
     run = load_run(run_dir)
-    page = render_html(run, load_run(before) if before is not None else None, extra)
+    page = render_html(run, load_run(before) if before is not None else None, extra, shown_dir)
     path = Path(out) if out is not None else run.path / "report.html"
     try:
         atomic_write(path, page)

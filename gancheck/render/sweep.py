@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from gancheck.files import atomic_write
+from gancheck.numbers import format_number, format_share
 from gancheck.render.html import BLUE, RED, _figure_uri, _mpl
 
 
@@ -26,8 +27,8 @@ def class_figure(scores: np.ndarray, label: str, top: float, collapsed: bool) ->
     return _figure_uri(fig)
 
 
-def _f(x, digits: int = 3) -> str:
-    return "n/a" if x is None else f"{x:.{digits}f}"
+def _f(x) -> str:
+    return format_number(x)
 
 
 def render_sweep(table: dict, scores: dict[str, np.ndarray]) -> str:
@@ -39,10 +40,10 @@ def render_sweep(table: dict, scores: dict[str, np.ndarray]) -> str:
         rows.append(f"<tr><td>{r['rank']}</td><td><a href='class-{html.escape(label)}/report.html'>{html.escape(label)}</a></td>"
                     f"<td>{_f(m['mean'])} [{_f(m['mean_ci_low'])}, {_f(m['mean_ci_high'])}]</td>"
                     f"<td>{_f(m['std'])} [{_f(m['std_ci_low'])}, {_f(m['std_ci_high'])}]</td><td>{_f(w['mccs'])}</td>"
-                    f"<td>{_f(100 * w['neighbor_fraction'], 2)}% [{_f(100 * (w['neighbor_fraction_ci_low'] or 0), 2)}, "
-                    f"{_f(100 * (w['neighbor_fraction_ci_high'] or 0), 2)}]</td></tr>")
+                    f"<td>{format_share(w['neighbor_fraction'])} [{format_share(w['neighbor_fraction_ci_low'])}, "
+                    f"{format_share(w['neighbor_fraction_ci_high'])}]</td></tr>")
         figures.append(f"<img alt='class {html.escape(label)}' src='{class_figure(scores[label], label, top, r['rank'] == 1)}'>")
-    gates = "".join(f"<li>{html.escape(g['gate'])}: {'FAILED' if g['failed'] else 'passed'} (value {g['value']:.4g})</li>" for g in table.get("gates", []))
+    gates = "".join(f"<li>{html.escape(g['gate'])}: {'FAILED' if g['failed'] else 'passed'} (value {format_number(g['value'])})</li>" for g in table.get("gates", []))
     return f"""<!doctype html><html><head><meta charset="utf-8"><title>gancheck sweep over {html.escape(table['input'])}</title>
 <style>body{{font-family:sans-serif;margin:2em}}td,th{{padding:3px 10px;text-align:left}}tr:nth-child(even){{background:#f4f4f4}}</style></head><body>
 <h1>Collapse by class: input <code>{html.escape(table['input'])}</code></h1>

@@ -14,6 +14,8 @@ from statistics import NormalDist
 
 import numpy as np
 
+from gancheck.sources.onnx_graph import save_graph
+
 DEMO_MODEL = Path(__file__).parents[1] / "data" / "demo_generator.onnx"
 DEMO_FRACTION = 0.06
 
@@ -40,8 +42,7 @@ def build_planted_generator(path: str | Path, latent_dim: int = 32, fraction: fl
                             seed: int = 1234, layout: str = "nchw", fixed_batch: int | None = None, nan: bool = False) -> Path:
     """Write the planted-collapse generator to ``path`` as ONNX (``nan=True`` makes every output NaN,
     for error tests). Returns the path."""
-    import onnx
-    from onnx import TensorProto, helper, numpy_helper
+    from onnx import helper
 
     rng = np.random.default_rng(seed)
     width = 2 * latent_dim
@@ -53,16 +54,9 @@ def build_planted_generator(path: str | Path, latent_dim: int = 32, fraction: fl
     if layout == "nhwc":
         patterns = patterns.reshape(width, 3, size, size).transpose(0, 2, 3, 1).reshape(width, -1).copy()
         planted = planted.reshape(1, 3, size, size).transpose(0, 2, 3, 1).reshape(1, -1).copy()
-    inits = [
-        numpy_helper.from_array(mix, "mix"),
-        numpy_helper.from_array(patterns, "patterns"),
-        numpy_helper.from_array(planted, "planted"),
-        numpy_helper.from_array(np.array([planted_threshold(fraction)], np.float32), "t"),
-        numpy_helper.from_array(np.array([0], np.int64), "zero"),
-        numpy_helper.from_array(np.array([1], np.int64), "one"),
-        numpy_helper.from_array(np.array(shape, np.int64), "shape"),
-        numpy_helper.from_array(np.array([np.nan if nan else 0.0], np.float32), "poison"),
-    ]
+    inits = {"mix": mix, "patterns": patterns, "planted": planted, "t": np.array([planted_threshold(fraction)], np.float32),
+             "zero": np.array([0], np.int64), "one": np.array([1], np.int64), "shape": np.array(shape, np.int64),
+             "poison": np.array([np.nan if nan else 0.0], np.float32)}
     nodes = [
         helper.make_node("MatMul", ["z", "mix"], ["h"]),
         helper.make_node("MatMul", ["h", "patterns"], ["pre"]),
@@ -75,15 +69,7 @@ def build_planted_generator(path: str | Path, latent_dim: int = 32, fraction: fl
     ]
     batch = fixed_batch if fixed_batch else "batch"
     out_shape = [batch, 3, size, size] if layout == "nchw" else [batch, size, size, 3]
-    graph = helper.make_graph(nodes, "planted_collapse", [helper.make_tensor_value_info("z", TensorProto.FLOAT, [batch, latent_dim])],
-                              [helper.make_tensor_value_info("image", TensorProto.FLOAT, out_shape)], inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], producer_name="gancheck-demo")
-    model.ir_version = 8
-    onnx.checker.check_model(model)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    onnx.save(model, str(path))
-    return path
+    return save_graph(path, "planted_collapse", nodes, {"z": [batch, latent_dim]}, {"image": out_shape}, inits, 17, "gancheck-demo")
 
 
 def in_planted_region(z: np.ndarray, fraction: float = DEMO_FRACTION) -> np.ndarray:

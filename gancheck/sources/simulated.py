@@ -17,6 +17,8 @@ from statistics import NormalDist
 
 import numpy as np
 
+from gancheck.sources.onnx_graph import save_graph
+
 
 def zipf_weights(k: int, exponent: float = 1.0) -> np.ndarray:
     """Zipf identity shares ``w_j ∝ 1 / j^exponent``, j = 1..k, summing to 1."""
@@ -43,17 +45,6 @@ def identity_of(z: np.ndarray, weights: np.ndarray) -> np.ndarray:
     return (np.asarray(z, np.float32).reshape(len(z), -1)[:, :1] > t[None, :]).sum(axis=1)
 
 
-def _save(model, path: str | Path) -> Path:
-    import onnx
-
-    model.ir_version = 8
-    onnx.checker.check_model(model)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    onnx.save(model, str(path))
-    return path
-
-
 def build_identity_generator(path: str | Path, weights, latent_dim: int = 8, size: int = 16, nuisance: float = 0.02,
                              seed: int = 0) -> Path:
     """Write a K-identity generator (K = len(weights)) to ``path`` as ONNX and return the path.
@@ -62,17 +53,16 @@ def build_identity_generator(path: str | Path, weights, latent_dim: int = 8, siz
     pixel pattern: distinct identities are nearly orthogonal after centring (normalised angular
     distance about 0.5 with the pixel descriptor), draws of one identity lie within about 0.06.
     """
-    from onnx import TensorProto, helper, numpy_helper
+    from onnx import TensorProto, helper
 
     weights = np.asarray(weights, dtype=np.float64)
     rng = np.random.default_rng(seed)
     pixels = 3 * size * size
     patterns = (0.8 * rng.normal(size=(len(weights), pixels))).astype(np.float32)
     mix = (nuisance * rng.normal(size=(latent_dim - 1, pixels))).astype(np.float32)
-    inits = [numpy_helper.from_array(a, name) for a, name in (
-        (patterns, "patterns"), (mix, "mix"), (identity_thresholds(weights).astype(np.float32)[None, :], "t"),
-        (np.array([0], np.int64), "zero"), (np.array([1], np.int64), "one"), (np.array([latent_dim], np.int64), "end"),
-        (np.array([-1, 3, size, size], np.int64), "shape"))]
+    inits = {"patterns": patterns, "mix": mix, "t": identity_thresholds(weights).astype(np.float32)[None, :],
+             "zero": np.array([0], np.int64), "one": np.array([1], np.int64), "end": np.array([latent_dim], np.int64),
+             "shape": np.array([-1, 3, size, size], np.int64)}
     nodes = [
         helper.make_node("Slice", ["z", "zero", "one", "one"], ["z0"]),
         helper.make_node("Greater", ["z0", "t"], ["above"]),
@@ -85,9 +75,8 @@ def build_identity_generator(path: str | Path, weights, latent_dim: int = 8, siz
         helper.make_node("Tanh", ["pre"], ["flat"]),
         helper.make_node("Reshape", ["flat", "shape"], ["image"]),
     ]
-    graph = helper.make_graph(nodes, "identities", [helper.make_tensor_value_info("z", TensorProto.FLOAT, ["batch", latent_dim])],
-                              [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["batch", 3, size, size])], inits)
-    return _save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], producer_name="gancheck-simulated"), path)
+    return save_graph(path, "identities", nodes, {"z": ["batch", latent_dim]}, {"image": ["batch", 3, size, size]}, inits, 17,
+                      "gancheck-simulated")
 
 
 def build_projection_descriptor(path: str | Path, size: int = 16, dim: int = 128, cone: float = 0.0, seed: int = 0) -> Path:
@@ -98,15 +87,14 @@ def build_projection_descriptor(path: str | Path, size: int = 16, dim: int = 128
     descriptor lies within a narrow cone around ``u`` (unrelated images at cosine about 0.7), the
     geometry of dlib's face descriptors, where a cosine kernel sees every pair as similar.
     """
-    from onnx import TensorProto, helper, numpy_helper
+    from onnx import helper
 
     rng = np.random.default_rng(seed)
     pixels = 3 * size * size
     proj = (rng.normal(size=(pixels, dim)) / np.sqrt(pixels)).astype(np.float32)
     u = rng.normal(size=(1, dim))
     u = (cone * u / np.linalg.norm(u)).astype(np.float32)
-    inits = [numpy_helper.from_array(proj, "proj"), numpy_helper.from_array(u, "u"),
-             numpy_helper.from_array(np.array([-1, pixels], np.int64), "flat_shape")]
+    inits = {"proj": proj, "u": u, "flat_shape": np.array([-1, pixels], np.int64)}
     nodes = [
         helper.make_node("Reshape", ["images", "flat_shape"], ["flat"]),
         helper.make_node("ReduceMean", ["flat"], ["mean"], axes=[1], keepdims=1),
@@ -116,6 +104,5 @@ def build_projection_descriptor(path: str | Path, size: int = 16, dim: int = 128
         helper.make_node("Mul", ["norm", "u"], ["shift"]),
         helper.make_node("Add", ["y", "shift"], ["descriptor"]),
     ]
-    graph = helper.make_graph(nodes, "projection", [helper.make_tensor_value_info("images", TensorProto.FLOAT, ["batch", 3, size, size])],
-                              [helper.make_tensor_value_info("descriptor", TensorProto.FLOAT, ["batch", dim])], inits)
-    return _save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], producer_name="gancheck-simulated"), path)
+    return save_graph(path, "projection", nodes, {"images": ["batch", 3, size, size]}, {"descriptor": ["batch", dim]}, inits, 13,
+                      "gancheck-simulated")
