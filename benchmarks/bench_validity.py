@@ -271,7 +271,8 @@ def simulated_interval_coverage(k: int, zipf: bool, geometry: str, n: int, m: in
         ci = intervals.bootstrap_mean_std(scores, n_boot=500, seed=seed)
         sd = intervals.collection_sd(centres[ids], m_hat, scores, theta, n, "paper")
         lo, hi = intervals.widen(scores.mean(), ci["mean_low"], ci["mean_high"], sd["mean_sd"], 0.95, sd["mean_bias"])
-        s_lo, s_hi = intervals.widen(scores.std(ddof=1), ci["std_low"], ci["std_high"], sd["std_sd"], 0.95, sd["std_bias"])
+        s_lo, s_hi = intervals.debias_std(*intervals.widen(scores.std(ddof=1), ci["std_low"], ci["std_high"], sd["std_sd"], 0.95),
+                                          scores.std(ddof=1), sd["std_bias"])
         hits["mean"] += lo <= mu <= hi
         hits["std"] += max(s_lo, 0.0) <= sigma <= s_hi
     return {"mean": hits["mean"] / seeds, "std": hits["std"] / seeds, "sigma": sigma}

@@ -92,3 +92,16 @@ def test_a_looser_fréchet_limit_thins_more_and_removes_more():
     cut = [f["validation_excess_cut"][0] for f in figs]
     assert thinning == sorted(thinning) and thinning[0] < thinning[-1]
     assert cut == sorted(cut) and cut[0] < cut[-1]
+
+
+@pytest.mark.parametrize("kind", ["normal", "uniform", "truncnormal"])
+def test_the_prior_as_a_mixture_has_the_prior_density(kind):
+    from scipy import stats
+
+    from gancheck.calibrators.regions import mixture_log_density, prior_mixture
+    from gancheck.sources.latents import LatentPrior
+
+    prior = LatentPrior((4,), kind=kind, bound=1.5)
+    z = prior.draw(np.random.default_rng(0), 50)
+    law = {"normal": stats.norm(), "uniform": stats.uniform(-1.5, 3.0), "truncnormal": stats.truncnorm(-1.5, 1.5)}[kind]
+    assert np.allclose(mixture_log_density(z, prior_mixture(prior)), law.logpdf(z).sum(axis=1), atol=1e-12)

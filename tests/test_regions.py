@@ -100,7 +100,8 @@ def test_a_linear_cut_fails_on_the_disk_and_the_selected_family_succeeds():
     calibrator file stores) reproduces scikit-learn's probabilities on 10,000 latents."""
     import onnxruntime as ort
 
-    from gancheck.calibrators.regions import FAMILIES, fit_family, mean_average_precision, mode_probabilities, sklearn_onnx
+    from gancheck.calibrators.regions import (ENSEMBLE, FAMILIES, Ensemble, fit_family, mean_average_precision, mode_probabilities,
+                                              region_onnx, sklearn_onnx)
 
     prior = LatentPrior((32,))
     z_train, z_test = prior.sample(1, np.arange(4000)), prior.sample(2, np.arange(10_000))
@@ -115,6 +116,12 @@ def test_a_linear_cut_fails_on_the_disk_and_the_selected_family_succeeds():
         assert np.abs(onnx_proba - proba[:, 0]).max() < 1e-4, family
     assert ap["logistic"] < 0.3, ap  # the base rate is 0.12
     assert max(ap.values()) > 0.9, ap
+    # the ensemble candidate (product of logistic, MLP and boosting): one ONNX graph, same scores
+    ensemble = Ensemble([fit_family(f, z_train, y_train, seed=0) for f in ENSEMBLE])
+    proba = mode_probabilities(ensemble, z_test, 1)
+    graph = ort.InferenceSession(region_onnx(ensemble, 32).SerializeToString())
+    assert np.abs(graph.run(["probabilities"], {"z": z_test.astype(np.float32)})[0][:, 1] - proba[:, 0]).max() < 1e-3  # float32 logs
+    assert mean_average_precision(proba, near_test) > 0.8
 
 
 def test_is_selects_a_non_linear_region_and_removes_the_planted_excess(disk_model, fitted):

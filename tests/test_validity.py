@@ -154,3 +154,14 @@ def test_mean_interval_counts_each_anchors_own_collection_noise_once(k, zipf):
     coverage, spread, width = _mean_interval_hits(k, zipf, seeds)
     assert stats.binom.ppf(0.001, seeds, 0.95) / seeds <= coverage <= stats.binom.ppf(0.999, seeds, 0.95) / seeds, coverage
     assert width == pytest.approx(spread, rel=0.2)
+
+
+@pytest.mark.parametrize("k,zipf,geometry", [(50, False, "orth"), (50, True, "orth"), (50, False, "cone")])
+def test_std_interval_takes_the_collection_noise_out_in_variance(k, zipf, geometry):
+    # sigma = 0 for K equal orthogonal identities (the sample std is all collection noise): the
+    # interval must reach 0; shifting both ends by the bias covered 79% there. Elsewhere: the
+    # nominal 95% within the binomial band of 120 seeds.
+    seeds = 120
+    cov = bench.simulated_interval_coverage(k, zipf, geometry, 2000, 500, seeds)
+    low, high = stats.binom.ppf(0.001, seeds, 0.95) / seeds, stats.binom.ppf(0.999, seeds, 0.95) / seeds
+    assert (cov["std"] >= low) if cov["sigma"] == 0 else (low <= cov["std"] <= high), cov

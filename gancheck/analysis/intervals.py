@@ -201,3 +201,16 @@ def log_sizes(low: int, high: int, count: int = 12) -> np.ndarray:
     if high <= low:
         return np.array([high])
     return np.unique(np.rint(np.logspace(math.log10(low), math.log10(high), count)).astype(int))
+
+
+def debias_std(low: float | None, high: float | None, std: float, bias: float | None) -> tuple:
+    """The interval of ``sigma`` with each anchor's own collection noise taken out in variance, where
+    noise adds: an endpoint ``x`` becomes ``sqrt(max(x^2 - v, 0))`` with ``v = std^2 - (std - bias)^2``
+    (the noise variance behind :func:`collection_sd`'s ``std_bias``). Where sigma is 0 (K equally
+    likely identities) the lower end reaches 0; shifting both ends by the bias missed it 12-21% of
+    the time (benchmarks/bench_validity.py --only intervals)."""
+    if low is None or high is None or not bias:
+        return low, high
+    v = std * std - (std - bias) ** 2
+    return tuple(math.sqrt(max(max(x, 0.0) ** 2 - v, 0.0)) for x in (low, high))
+

@@ -193,7 +193,8 @@ def _mccs_intervals(run: RunData) -> dict:
     sd = intervals.collection_sd(run.embeddings, m_hat, run.mccs, float(rep["theta"]), int(rep["n_samples"]), rep["mccs_form"]) \
         if run.m is not None else {"mean_sd": None, "std_sd": None, "mean_bias": None, "std_bias": None}
     mean_lo, mean_hi = intervals.widen(rep["mccs"]["mean"], ci["mean_low"], ci["mean_high"], sd["mean_sd"], CI_LEVEL, sd.get("mean_bias") or 0.0)
-    std_lo, std_hi = intervals.widen(rep["mccs"]["std"], ci["std_low"], ci["std_high"], sd["std_sd"], CI_LEVEL, sd.get("std_bias") or 0.0)
+    std_lo, std_hi = intervals.debias_std(*intervals.widen(rep["mccs"]["std"], ci["std_low"], ci["std_high"], sd["std_sd"], CI_LEVEL),
+                                          rep["mccs"]["std"], sd.get("std_bias"))
     unseen = float(np.mean(m_hat <= 0)) if run.m is not None else 0.0
     note = None if unseen <= 0.05 else (
         f"{unseen:.0%} of anchors saw no sample within theta: |C| is too small for the identities' shares, "

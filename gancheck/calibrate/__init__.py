@@ -22,6 +22,7 @@ from gancheck.calibrators import METHODS
 from gancheck.calibrators.regions import split_of
 from gancheck.errors import GancheckError
 from gancheck.files import kept_until_replaced, write_json
+from gancheck.numbers import format_share
 
 __all__ = ["calibrate", "export_decision"]
 
@@ -61,7 +62,7 @@ def advice(method: str, spent: dict, result: dict) -> str:
                 "its samples); a larger --max-draws lets it reject more")
     regions = result.get("region") or []
     recall = min((r.get("recall") or 0.0) for r in regions) if regions else None
-    what = f"its latent region recalls only {100 * recall:.0f}% of the mode's held-out samples; " if recall is not None else ""
+    what = f"its latent region recalls only {format_share(recall)} of the mode's held-out samples; " if recall is not None else ""
     return (f"{what}what would help: a larger --budget (this fit described {spent.get('budget', 0):,} extra samples), a larger --max-draws, "
             "the other latent method, or --method rejection (exact, but it needs the descriptor at sampling time)")
 
@@ -80,7 +81,7 @@ def fit_forecast(fit: dict, held_in_mode: int) -> str | None:
     worst = int(np.argmin(cut))
     limit = {"frechet": "the off-mode Fréchet limit", "max_draws": "--max-draws"}.get(chosen.get("limited_by"), "the model")
     return (f"on {held_in_mode} validation samples in the modes, the fitted region of mode {worst + 1} is predicted to remove only "
-            f"{100 * cut[worst]:.0f}% of its excess (held back by {limit}); the proof's re-audit will likely not show a significant drop. "
+            f"{format_share(cut[worst])} of its excess (held back by {limit}); the proof's re-audit will likely not show a significant drop. "
             "What would help: a larger --budget, the other latent method, or --method rejection (Ctrl-C now to change course)")
 
 

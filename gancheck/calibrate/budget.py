@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from gancheck.calibrate.fitdata import FitData, embed_samples
+from gancheck.run.audit import stage_ticker
 from gancheck.calibrators.regions import fit_family, labels_of, split_of
 from gancheck.errors import GancheckError
 from gancheck.files import atomic_write, write_json
@@ -104,9 +105,10 @@ def describe_chunks(data: FitData, sampler: BudgetSampler, indices: np.ndarray, 
         return paths
     plain = data.source.sampler
     data.source.sampler = sampler
+    on_batch = stage_ticker(progress)(f"budget ({'guided' if stage.startswith('guided') else stage})", sum(len(idx) for _, idx in todo))
     try:
         for s, idx in todo:
-            got, vectors = embed_samples(data.source, data.embedder, idx, data.config, progress, f"budget ({stage})")
+            got, vectors = embed_samples(data.source, data.embedder, idx, data.config, on_batch=on_batch)
             latents = sampler.sample(data.seed, got).reshape(len(got), -1)
             table = pa.table({"sample_index": got, "latent": list(latents), "embedding": list(np.asarray(vectors, np.float32))})
             sink = pa.BufferOutputStream()

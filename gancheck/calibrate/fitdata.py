@@ -17,7 +17,7 @@ from gancheck.engine.accumulator import CollapseAccumulator
 from gancheck.engine.pipeline import Worker
 from gancheck.errors import GancheckError
 from gancheck.maths import pairwise_distance
-from gancheck.run.audit import _ticker
+from gancheck.run.audit import stage_ticker
 from gancheck.run.config import AuditConfig
 from gancheck.run.directory import load_report, open_run
 from gancheck.sources.latents import LatentPrior
@@ -156,15 +156,18 @@ def _fit_vectors(run_dir: Path, source, embedder, cfg: dict, progress) -> tuple[
     return indices, vectors
 
 
-def embed_samples(source, embedder, indices: np.ndarray, cfg: dict, progress=None, stage: str = "samples") -> tuple[np.ndarray, np.ndarray]:
+def embed_samples(source, embedder, indices: np.ndarray, cfg: dict, progress=None, stage: str = "samples",
+                  on_batch=None) -> tuple[np.ndarray, np.ndarray]:
     """``(indices, vectors)`` of the samples an audit with settings ``cfg`` would use (described, or
-    kept as the no-face point; not NaN), generated and embedded by the audit's own pipeline."""
+    kept as the no-face point; not NaN), generated and embedded by the audit's own pipeline.
+    ``on_batch(k)``: told of every batch instead of a progress stage of its own (one stage over
+    several calls)."""
     from dataclasses import fields
 
     config = AuditConfig(**{f.name: cfg[f.name] for f in fields(AuditConfig) if f.name in cfg})
     worker = Worker(source, embedder, None, 0.0, 0.0, config)  # theta and radius serve only its statistics
     keep = config.no_face == "keep"
-    on_batch = _ticker(progress)(stage, len(indices))
+    on_batch = on_batch or stage_ticker(progress)(stage, len(indices))
     kept_idx, kept_vec = [], []
     for idx, vec, found, ok, _ in worker.stream(indices):
         use = ok & (found | keep)

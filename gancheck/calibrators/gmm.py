@@ -24,8 +24,8 @@ import numpy as np
 
 from gancheck.calibrators.base import Calibrator, modes_acceptance, register
 from gancheck.calibrators.regions import (DEFAULT_MAX_DRAWS as REGION_MAX_DRAWS, MIXTURE_COMPONENTS, Decision, add_decision, decision_bytes,
-                                          fit_mixture, labelled_sets, mean_average_precision, mixture_onnx, mixture_scores, region_figures,
-                                          held_apart)
+                                          fit_mixture, held_apart, labelled_sets, mean_average_precision, mixture_onnx, mixture_scores,
+                                          prior_mixture, region_figures)
 from gancheck.errors import GancheckError
 
 LAMBDA_MAX = 1e4
@@ -118,19 +118,21 @@ KINDS = ("mixture", "cells")
 
 
 def fit_mixture_region(data, max_draws: float, max_frechet: float | None = None) -> tuple[dict, dict, dict]:
-    """Per mode, a diagonal Gaussian mixture of its latents against one of the off-mode latents (run
-    training split plus the descriptor budget); the number of components is chosen by mean
-    validation average precision of the log density ratio, thresholds on validation, figures on test."""
+    """Per mode, a diagonal Gaussian mixture of its latents (run training split plus the descriptor
+    budget) against the off-mode latents' mixture or against the prior's own density; the number of
+    components and the denominator are chosen by mean validation average precision of the log
+    density ratio, thresholds on samples no model trained on, figures on the test split."""
     x, near, val, test = labelled_sets(data)
     off = ~near.any(axis=1)
     tried, best = {}, None
     for k in MIXTURE_COMPONENTS:
         inside = [fit_mixture(x[near[:, m]], k, data.seed) for m in range(near.shape[1])]
-        outside = fit_mixture(x[off], k, data.seed)
-        tried[k] = mean_average_precision(mixture_scores(data.latents[val], inside, outside), data.near[val])
-        if best is None or tried[k] > tried[best[0]]:
-            best = (k, inside, outside)
-    k, inside, outside = best
+        for against, outside in (("off-mode mixture", fit_mixture(x[off], k, data.seed)), ("prior", prior_mixture(data.prior))):
+            name = f"{k} against {against}"
+            tried[name] = mean_average_precision(mixture_scores(data.latents[val], inside, outside), data.near[val])
+            if best is None or tried[name] > tried[best[0]]:
+                best = (name, k, against, inside, outside)
+    _, k, against, inside, outside = best
     thresholds, chosen = held_apart(data, lambda z: mixture_scores(z, inside, outside), max_draws, max_frechet)
     figures = region_figures(mixture_scores(data.latents[test], inside, outside), data.near[test], thresholds, probabilities=False)
     stored = np.where(np.isfinite(thresholds), thresholds, np.finfo(np.float64).max)
@@ -138,9 +140,9 @@ def fit_mixture_region(data, max_draws: float, max_frechet: float | None = None)
     tensors = {"decision_onnx": decision_bytes(graph), "region_thresholds": stored}
     for name, mix in [("off", outside)] + [(str(m), mix) for m, mix in enumerate(inside)]:
         tensors.update({f"mixture_{name}_{key}": np.asarray(v, np.float64) for key, v in mix.items()})
-    params = {"kind": "mixture", "components": int(k), "validation_average_precision": {str(c): v for c, v in tried.items()},
+    params = {"kind": "mixture", "components": int(k), "against": against, "validation_average_precision": tried,
               "max_draws": float(max_draws), "trained_on": {"run": int(len(x) - len(data.extra_latents)), "budget": int(len(data.extra_latents))},
-              "score": "log density ratio of the mode's diagonal Gaussian mixture over the off-mode mixture"}
+              "score": f"log density ratio of the mode's diagonal Gaussian mixture over the {against}'s density"}
     return params, tensors, {"regions": figures, "thresholds": chosen}
 
 

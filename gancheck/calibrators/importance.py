@@ -21,9 +21,9 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import f1_score, precision_recall_curve, precision_score, recall_score
 
 from gancheck.calibrators.base import Calibrator, modes_acceptance, register
-from gancheck.calibrators.regions import (DEFAULT_MAX_DRAWS, FAMILIES, Decision, add_decision, decision_bytes, fit_family, labels_of,
-                                          labelled_sets, mean_average_precision, mode_probabilities, region_figures, sklearn_onnx,
-                                          held_apart, split_of)
+from gancheck.calibrators.regions import (DEFAULT_MAX_DRAWS, ENSEMBLE, FAMILIES, Decision, Ensemble, add_decision, decision_bytes,
+                                          fit_family, held_apart, labels_of, labelled_sets, mean_average_precision, mode_probabilities,
+                                          region_figures, region_onnx, split_of)
 from gancheck.errors import GancheckError
 
 #: ridge penalties tried; the one with the best validation F1 is kept (the latent size and the
@@ -34,9 +34,10 @@ MIN_MODE_SAMPLES = 20
 #: exact convex hulls (scipy's Qhull) only where they have volume and few enough facets
 MAX_HULL_DIM = 6
 HULL_TOLERANCE = 1e-9
-REGIONS = ("auto", *FAMILIES, "linear", "hull")
 #: the region models whose decision is a stored ONNX graph (gancheck.calibrators.regions)
-LEARNED = ("auto", *FAMILIES)
+GRAPHS = (*FAMILIES, "ensemble")
+REGIONS = ("auto", *GRAPHS, "linear", "hull")
+LEARNED = ("auto", *GRAPHS)
 
 
 def region_features(z: np.ndarray) -> np.ndarray:
@@ -124,26 +125,26 @@ def in_hull(z: np.ndarray, facets: np.ndarray) -> np.ndarray:
 
 
 def fit_learned_region(data, region: str, max_draws: float, max_frechet: float | None = None) -> tuple[dict, dict, dict]:
-    """The ``auto`` region (or one family): every family fitted on the training set, the one with the
-    best mean validation average precision kept, thresholds chosen on validation, figures on test."""
-    families = FAMILIES if region == "auto" else (region,)
+    """The ``auto`` region (or one family, or the ensemble): the families fitted on the training set,
+    the candidate (a family, or the ensemble of ``ENSEMBLE``) with the best mean validation average
+    precision kept, thresholds chosen on samples no model trained on, figures on the test split."""
+    families = FAMILIES if region == "auto" else ENSEMBLE if region == "ensemble" else (region,)
     x, near, val, test = labelled_sets(data)
     y, M = labels_of(near), near.shape[1]
-    tried = {}
-    best = None
-    for family in families:
-        model = fit_family(family, x, y, data.seed)
-        tried[family] = mean_average_precision(mode_probabilities(model, data.latents[val], M), data.near[val])
-        if best is None or tried[family] > tried[best[0]]:
-            best = (family, model)
-    family, model = best
+    fitted = {family: fit_family(family, x, y, data.seed) for family in families}
+    candidates = {} if region == "ensemble" else dict(fitted)
+    if region in ("auto", "ensemble"):
+        candidates["ensemble"] = Ensemble([fitted[f] for f in ENSEMBLE])
+    tried = {name: mean_average_precision(mode_probabilities(m, data.latents[val], M), data.near[val]) for name, m in candidates.items()}
+    family = max(tried, key=tried.get)
+    model = candidates[family]
     if list(model.classes_) != list(range(M + 1)):
         raise GancheckError("some dense mode has no training sample inside r0; raise --budget or audit with a larger --n")
     thresholds, chosen = held_apart(data, lambda z: mode_probabilities(model, z, M), max_draws, max_frechet)
     figures = region_figures(mode_probabilities(model, data.latents[test], M), data.near[test], thresholds, probabilities=True)
     stored = np.where(np.isfinite(thresholds), thresholds, np.finfo(np.float64).max)
-    graph = add_decision(sklearn_onnx(model, data.prior.dim), "probabilities", list(range(1, M + 1)), stored, data.mode_acceptance)
-    params = {"region": family, "selected_from": list(families), "selection": "mean validation average precision",
+    graph = add_decision(region_onnx(model, data.prior.dim), "probabilities", list(range(1, M + 1)), stored, data.mode_acceptance)
+    params = {"region": family, "selected_from": list(candidates), "selection": "mean validation average precision",
               "validation_average_precision": tried, "max_draws": float(max_draws),
               "trained_on": {"run": int((split_of(data.indices) == 0).sum()), "budget": int(len(data.extra_latents))},
               "split": "run sample index mod 5: 0-2 train (with the budget's samples), 3 family and threshold, 4 held out"}
@@ -215,7 +216,7 @@ class ImportanceCalibrator(Calibrator):
 
     def validate(self) -> None:
         m, dim = len(self.mode_acceptance), self.prior.dim
-        if self.header["params"].get("region") in FAMILIES:
+        if self.header["params"].get("region") in GRAPHS:
             if "decision_onnx" not in self.t or self.t["decision_onnx"].dtype != np.uint8:
                 raise self.damaged("its learned region has no decision_onnx graph")
             self._decision = Decision(self.t["decision_onnx"])
@@ -233,7 +234,7 @@ class ImportanceCalibrator(Calibrator):
                     raise self.damaged(f"hull_facets_{i} is missing or not (F, {dim + 1})")
 
     def acceptance(self, z: np.ndarray) -> np.ndarray:
-        if self.header["params"].get("region") in FAMILIES:
+        if self.header["params"].get("region") in GRAPHS:
             return self._decision.keep(z)
         return region_acceptance(z, self.t, self.header["params"].get("region", "linear"), self.mode_acceptance)
 

@@ -25,7 +25,7 @@ def calibrate(
     clusters: Optional[int] = typer.Option(None, "--clusters", metavar="K", show_default="one per 20 run samples, at most 4096", help="gmm: number of K-means clusters."),
     max_draws: Optional[float] = typer.Option(None, "--max-draws", metavar="X", show_default="1.5 for learned regions, 3 for gmm cells", help="Most prior draws per kept sample the calibrator may cost; it stops short of an ordinary mode's share when reaching it would cost more."),
     max_frechet: Optional[float] = typer.Option(None, "--max-frechet", metavar="X", show_default="0.35", help="is/gmm with a learned region: how far thinning may move the off-mode descriptor distribution, as a share of the proof's Fréchet noise floor (predicted on held-out samples; the proof's Fréchet ratio is then about 1 + X). Larger removes more of the modes' excess and changes the other samples more."),
-    region: Optional[str] = typer.Option(None, "--region", metavar="KIND", show_default="auto for is, mixture for gmm", help="is: auto (the model family with the best held-out score among logistic, boosting, mlp, knn), one of those families, linear (logistic on z and |z|^2, no budget) or hull (the paper's exact convex hull, latents of at most 6 values); gmm: mixture (Gaussian mixtures of each mode's latents against the rest) or cells (K-means cells of the prior)."),
+    region: Optional[str] = typer.Option(None, "--region", metavar="KIND", show_default="auto for is, mixture for gmm", help="is: auto (the candidate with the best held-out score among logistic, boosting, mlp, knn and ensemble, the product of logistic, mlp and boosting), one of those, linear (logistic on z and |z|^2, no budget) or hull (the paper's exact convex hull, latents of at most 6 values); gmm: mixture (Gaussian mixtures of each mode's latents against the other latents' mixture or the prior's density, chosen on held-out samples) or cells (K-means cells of the prior)."),
     budget: Optional[int] = typer.Option(None, "--budget", metavar="N", show_default="the audit's |C|", help="is/gmm with a learned region: extra samples to generate and describe around the modes' boundaries (half local perturbations of the modes' latents, half prior draws near the current region); stored in RUN_DIR and reused when calibrate runs again."),
     export_onnx: Optional[Path] = typer.Option(None, "--export-onnx", metavar="FILE", help="Also write the calibrated sampler's decision as a small ONNX graph (latent z in, keep_probability out) to ship next to the generator."),
     discriminator: Optional[Path] = typer.Option(None, "--discriminator", metavar="D.onnx", help="drs: the discriminator (an ONNX model from an image batch to one logit or probability per image) trained against this generator."),
@@ -60,7 +60,7 @@ def calibrate(
     if not result["improved"]:
         b, a = result["before"]["dense_share"], result["after"]["dense_share"]
         typer.echo(f"gancheck: the dense modes' share did not drop ({format_share(b)} before, {format_share(a)} after, "
-                   f"not {result['share_drop']['required_z']:g} standard errors): this calibrator does not help; "
+                   f"not {format_number(result['share_drop']['required_z'])} standard errors): this calibrator does not help; "
                    f"{result.get('advice') or 'try another --method, more --modes, or a larger audit'}", err=True)
         raise typer.Exit(EXIT_GATE)
 
@@ -110,7 +110,7 @@ def excess_lines(result: dict) -> list[str]:
         return f"{format_share(x['share'])} [{format_share(x['low'])}, {format_share(x['high'])}]"
 
     def removed(x):
-        return "n/a (no excess)" if x is None else f"{100 * x:.0f}%"
+        return "n/a (no excess)" if x is None else format_share(x)
 
     lines = []
     for i, m in enumerate(result.get("modes") or []):

@@ -103,7 +103,7 @@ def run_audit(source, embedder, config: AuditConfig, progress: Progress | None =
     check_thresholds(theta, radius)
     source.allow_nan = config.on_nan == "skip"  # before the probe batch, which may hold NaN too
     retrying(lambda: source.prepare(config.seed), "the generator's probe batch", config.retries, config.timeout)
-    tick = _ticker(progress)
+    tick = stage_ticker(progress)
     state = None
     if run_dir is not None:
         state = sh.State(run_dir, fingerprint(config, theta, radius, source, embedder, rebuild))
@@ -230,7 +230,8 @@ def fingerprint(config: AuditConfig, theta: float, radius: float, source, embedd
     return run_fingerprint(config, theta, radius, source, embedder, generator, rebuild.get("embedder_options"), sha)
 
 
-def _ticker(progress: Progress | None):
+def stage_ticker(progress: Progress | None):
+    """``make(stage, total)`` -> ``on_batch(k)``: reports a stage's start and every batch to ``progress``."""
     def make(stage: str, total: int):
         done = [0]
         if progress:
