@@ -105,3 +105,12 @@ def test_the_prior_as_a_mixture_has_the_prior_density(kind):
     z = prior.draw(np.random.default_rng(0), 50)
     law = {"normal": stats.norm(), "uniform": stats.uniform(-1.5, 3.0), "truncnormal": stats.truncnorm(-1.5, 1.5)}[kind]
     assert np.allclose(mixture_log_density(z, prior_mixture(prior)), law.logpdf(z).sum(axis=1), atol=1e-12)
+
+
+def test_a_region_predicted_to_cut_little_is_said_before_the_proof():
+    from gancheck.calibrate import fit_forecast
+
+    assert fit_forecast({"thresholds": {"validation_excess_cut": [0.6, 0.3], "limited_by": "frechet"}}, 80) is None
+    assert fit_forecast({"regions": []}, 80) is None  # a method without learned thresholds
+    line = fit_forecast({"thresholds": {"validation_excess_cut": [0.6, 0.12], "limited_by": "frechet"}}, 80)
+    assert "mode 2" in line and "12.0%" in line and "Fréchet" in line and "--budget" in line and "\n" not in line
