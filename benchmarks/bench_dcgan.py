@@ -19,9 +19,7 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -30,13 +28,11 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from gancheck.api import audit  # noqa: E402
 from gancheck.components import build_source_and_embedder  # noqa: E402
-from gancheck.engine.accumulator import CollapseAccumulator  # noqa: E402
 from gancheck.images import to_uint8  # noqa: E402
-from gancheck.run.audit import AuditConfig  # noqa: E402
 from embedders.dlib_resnet import CHIP_SIZE, CHIP_TEMPLATE  # noqa: E402
 from embedders.face_align import fixed_crop  # noqa: E402
+from bench_pipeline import audit_time, peak_rss_mib, stage_times  # noqa: E402  (this folder: the same stage timings)
 
 DCGAN = ROOT / "examples" / "dcgan_digiface" / "dcgan_digiface.onnx"
 FIXED = {"align": "fixed"}
@@ -81,40 +77,8 @@ def descriptor_table(images: np.ndarray, batches: list[int], dlib_batches: list[
         own.close()
 
 
-def stages(n: int, anchors: int, batch: int) -> dict:
-    source, desc = build_source_and_embedder(str(DCGAN), "dlib", None, FIXED, device="cpu", batch_size=batch)
-    source.prepare(0)
-    idx = np.arange(n)
-    t = time.perf_counter()
-    images = [source.images(idx[i : i + batch]) for i in range(0, n, batch)]
-    gen = time.perf_counter() - t
-    t = time.perf_counter()
-    vectors = [desc.embed(im)[0] for im in images]
-    emb = time.perf_counter() - t
-    del images
-    a = desc.embed(source.images(source.anchor_indices(anchors)))[0]
-    cfg = AuditConfig()
-    acc = CollapseAccumulator(a, desc.default_theta, desc.default_radius, tile=cfg.chunk_size, keep_neighbors=cfg.neighbors_k)
-    t = time.perf_counter()
-    for i, v in enumerate(vectors):
-        acc.update(v, idx[i * batch : i * batch + len(v)])
-    return {"generator": gen, "descriptor": emb, "statistics": time.perf_counter() - t}
-
-
-def audit_wall(n: int, anchors: int, batch: int) -> float:
-    with tempfile.TemporaryDirectory() as tmp:
-        t = time.perf_counter()
-        audit(str(DCGAN), n=n, anchors=anchors, embedder="dlib", out=Path(tmp) / "run", batch_size=batch, html=False,
-              device="cpu", embedder_options=FIXED)
-        return time.perf_counter() - t
-
-
-def peak_rss_mib(n: int, anchors: int) -> float:
-    code = ("import resource, tempfile; from gancheck.api import audit; d = tempfile.mkdtemp();"
-            f"audit({str(DCGAN)!r}, n={n}, anchors={anchors}, embedder='dlib', out=d + '/run', html=False, device='cpu',"
-            f" embedder_options={FIXED!r}); print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=dict(os.environ, PYTHONPATH=str(ROOT)))
-    return float(done.stdout.strip().splitlines()[-1])
+#: what every audit of this benchmark shares: dlib's descriptor on the fixed template, on the CPU
+DCGAN_AUDIT = {"embedder_options": FIXED, "device": "cpu"}
 
 
 def main():
@@ -140,16 +104,16 @@ def main():
         audit_part(args)
     if args.mem:
         sizes = [int(s) for s in args.mem.split(",")]
-        mem = [(n, peak_rss_mib(n, args.anchors)) for n in sizes]
+        mem = [(n, peak_rss_mib(str(DCGAN), "dlib", n, args.anchors, html=False, **DCGAN_AUDIT)) for n in sizes]
         print("3. peak RSS: " + ", ".join(f"|C| = {n:,}: {m:.0f} MiB" for n, m in mem) + f"  (last/first {mem[-1][1] / mem[0][1]:.2f}); {load()}")
 
 
 def audit_part(args) -> None:
     print(f"2. audit of the DCGAN, dlib --align fixed (engine=onnx), |C| = {args.n:,}, |A| = {args.anchors:,}, batch {args.batch_size}; {load()}")
-    st = stages(args.n, args.anchors, args.batch_size)
+    st = stage_times(str(DCGAN), "dlib", args.n, args.anchors, args.batch_size, **DCGAN_AUDIT)
     for k, v in st.items():
-        print(f"   {k:>11} alone: {v:7.1f} s  ({args.n / v:8.1f} images/s)")
-    wall = audit_wall(args.n, args.anchors, args.batch_size)
+        print(f"   {k.removesuffix('_s'):>11} alone: {v:7.1f} s  ({args.n / v:8.1f} images/s)")
+    wall = audit_time(str(DCGAN), "dlib", args.n, args.anchors, args.batch_size, **DCGAN_AUDIT)[0]
     slowest = max(st.values())
     print(f"   full audit:        {wall:7.1f} s = {wall / slowest:.2f}x the slowest stage, {wall / sum(st.values()):.2f}x their sum; {load()}")
 

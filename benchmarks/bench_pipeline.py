@@ -35,8 +35,10 @@ from gancheck.sources.planted import DEMO_MODEL  # noqa: E402
 from gancheck.engine.accumulator import CollapseAccumulator  # noqa: E402
 
 
-def stage_times(generator: str, embedder: str, n: int, anchors: int, batch: int) -> dict:
-    source, desc = build_source_and_embedder(generator, embedder, batch_size=batch)
+def stage_times(generator: str, embedder: str, n: int, anchors: int, batch: int, **options) -> dict:
+    """Each stage alone on the same n samples: generator, descriptor (on the generated images),
+    statistics (on the vectors). ``options``: ``embedder_options``, ``device``."""
+    source, desc = build_source_and_embedder(generator, embedder, batch_size=batch, **options)
     source.prepare(0)
     idx = np.arange(n)
     t = time.perf_counter()
@@ -45,6 +47,7 @@ def stage_times(generator: str, embedder: str, n: int, anchors: int, batch: int)
     t = time.perf_counter()
     vectors = [desc.embed(im)[0] for im in images]
     emb = time.perf_counter() - t
+    del images
     a = desc.embed(source.images(source.anchor_indices(anchors)))[0]
     cfg = AuditConfig()
     acc = CollapseAccumulator(a, desc.default_theta, desc.default_radius, tile=cfg.chunk_size, keep_neighbors=cfg.neighbors_k)
@@ -63,9 +66,11 @@ def audit_time(generator, embedder, n, anchors, batch, **kw) -> tuple[float, dic
         return time.perf_counter() - t, report
 
 
-def peak_rss_mib(generator, embedder, n, anchors) -> float:
+def peak_rss_mib(generator, embedder, n, anchors, **options) -> float:
+    """Peak RSS of a fresh process running the audit; ``options`` go to ``audit`` (their reprs)."""
+    extra = "".join(f", {k}={v!r}" for k, v in options.items())
     code = ("import resource, sys, tempfile; from gancheck.api import audit;"
-            f"d = tempfile.mkdtemp(); audit({generator!r}, n={n}, anchors={anchors}, embedder={embedder!r}, out=d + '/run');"
+            f"d = tempfile.mkdtemp(); audit({generator!r}, n={n}, anchors={anchors}, embedder={embedder!r}, out=d + '/run'{extra});"
             "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)")
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     return float(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env).stdout.strip().splitlines()[-1])

@@ -23,3 +23,10 @@ def run_cli(*args, env=None, timeout=600):
     full_env.update(env or {})
     return subprocess.run([sys.executable, "-m", "gancheck", *map(str, args)], capture_output=True, text=True,
                           env=full_env, cwd=ROOT, timeout=timeout)
+
+
+def audited_run(model, out, *args):
+    """Audit ``model`` into ``out`` with its embeddings saved (what calibration fits on); returns ``out``."""
+    proc = run_cli("audit", model, "--out", out, *args, "--save-embeddings")
+    assert proc.returncode == 0, proc.stderr
+    return out

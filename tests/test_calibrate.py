@@ -8,7 +8,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from conftest import run_cli
+from conftest import audited_run, run_cli
 from gancheck.sources.planted import build_planted_generator, in_planted_region
 from gancheck.sources.latents import LatentPrior
 
@@ -26,10 +26,7 @@ def planted15(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def planted_run(planted15, tmp_path_factory):
-    out = tmp_path_factory.mktemp("run15") / "run"
-    proc = run_cli("audit", planted15, "--out", out, *RUN_ARGS, "--save-embeddings")
-    assert proc.returncode == 0, proc.stderr
-    return out
+    return audited_run(planted15, tmp_path_factory.mktemp("run15") / "run", *RUN_ARGS)
 
 
 @pytest.fixture(scope="module")

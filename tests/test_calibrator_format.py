@@ -12,7 +12,7 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import run_cli
+from conftest import audited_run, run_cli
 from gancheck.sources.planted import build_planted_generator, in_planted_region
 
 FRACTION = 0.15
@@ -145,9 +145,7 @@ def files(tmp_path_factory):
 
     d = tmp_path_factory.mktemp("format")
     model = build_planted_generator(d / "planted.onnx", fraction=FRACTION)
-    proc = run_cli("audit", model, "--out", d / "run", "--n", "5000", "--anchors", "100", "--seed", str(SEED),
-                   "--embedder-opt", "size=8", "--quiet", "--save-embeddings")
-    assert proc.returncode == 0, proc.stderr
+    audited_run(model, d / "run", "--n", "5000", "--anchors", "100", "--seed", str(SEED), "--embedder-opt", "size=8", "--quiet")
     data = load_fit_data(d / "run")
     out = {"model": model, "dir": d}
     for method in ("gmm", "is", "rejection"):

@@ -10,7 +10,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from conftest import run_cli
+from conftest import audited_run, run_cli
 from gancheck.sources.latents import LatentPrior
 
 DISK_SHARE = 0.12
@@ -59,10 +59,7 @@ def disk_model(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def disk_run(disk_model, tmp_path_factory):
-    out = tmp_path_factory.mktemp("diskrun") / "run"
-    proc = run_cli("audit", disk_model, "--out", out, *RUN_ARGS, "--save-embeddings")
-    assert proc.returncode == 0, proc.stderr
-    return out
+    return audited_run(disk_model, tmp_path_factory.mktemp("diskrun") / "run", *RUN_ARGS)
 
 
 @pytest.fixture(scope="module")

@@ -92,28 +92,28 @@ def chunk_path(folder: Path, stage: str, start: int, size: int) -> Path:
     return folder / f"{stage}-{start:09d}-{size:04d}.parquet"
 
 
-def describe_chunks(data: FitData, sampler: BudgetSampler, indices: np.ndarray, folder: Path, stage: str, progress) -> list[Path]:
-    """Describe ``indices`` chunk by chunk into ``folder``; chunks already there are not described
-    again. Returns every chunk's file."""
+def describe_chunks(data: FitData, sampler: BudgetSampler, indices: np.ndarray, folder: Path, stage: str, progress, tag: str = "") -> list[Path]:
+    """Describe ``indices`` chunk by chunk into ``folder`` (files named after ``stage + tag``);
+    chunks already there are not described again. Returns every chunk's file."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    chunks = [(s, indices[s : s + CHUNK]) for s in range(0, len(indices), CHUNK)]
-    paths = [chunk_path(folder, stage, s, len(idx)) for s, idx in chunks]
-    todo = [(s, idx) for s, idx in chunks if not chunk_path(folder, stage, s, len(idx)).is_file()]
+    chunks = [indices[s : s + CHUNK] for s in range(0, len(indices), CHUNK)]
+    paths = [chunk_path(folder, stage + tag, i * CHUNK, len(idx)) for i, idx in enumerate(chunks)]
+    todo = [(idx, path) for idx, path in zip(chunks, paths) if not path.is_file()]
     if not todo:
         return paths
     plain = data.source.sampler
     data.source.sampler = sampler
-    on_batch = stage_ticker(progress)(f"budget ({'guided' if stage.startswith('guided') else stage})", sum(len(idx) for _, idx in todo))
+    on_batch = stage_ticker(progress)(f"budget ({stage})", sum(len(idx) for idx, _ in todo))
     try:
-        for s, idx in todo:
+        for idx, path in todo:
             got, vectors = embed_samples(data.source, data.embedder, idx, data.config, on_batch=on_batch)
             latents = sampler.sample(data.seed, got).reshape(len(got), -1)
             table = pa.table({"sample_index": got, "latent": list(latents), "embedding": list(np.asarray(vectors, np.float32))})
             sink = pa.BufferOutputStream()
             pq.write_table(table, sink)
-            atomic_write(chunk_path(folder, stage, s, len(idx)), sink.getvalue().to_pybytes())
+            atomic_write(path, sink.getvalue().to_pybytes())
     finally:
         data.source.sampler = plain
     return paths
@@ -171,8 +171,7 @@ def spend_budget(data: FitData, budget: int, progress=None) -> dict:
     load_described(data, local)
     chosen = guided_indices(data, budget - n_local, folder)
     # chunk files are named after the list they cut, so another list never reuses them
-    stage = "guided" + hashlib.sha256(chosen.tobytes()).hexdigest()[:8]
-    guided = describe_chunks(data, sampler, chosen, folder, stage, progress)
+    guided = describe_chunks(data, sampler, chosen, folder, "guided", progress, tag=hashlib.sha256(chosen.tobytes()).hexdigest()[:8])
     load_described(data, local + guided)
     kinds = np.where(data.extra_indices >= GUIDED_OFFSET, "guided", "local")
     return {"budget": int(budget), "local": int(n_local), "guided": int(budget - n_local), "described": int(len(data.extra_indices)),

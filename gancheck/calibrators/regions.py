@@ -253,8 +253,8 @@ def choose_thresholds(val_scores: np.ndarray, val_near: np.ndarray, off_scores: 
     which the thinned off-mode descriptors (``off_vectors``, with ``off_scores``) move by at most
     ``max_frechet`` of the proof's noise floor (:func:`frechet_shift`) and the validation samples
     cost at most ``max_draws`` prior draws per kept one; where that share catches every validation
-    sample of the modes, the smallest share that still does. A mode whose region then catches none of its validation samples gets no region
-    (+inf)."""
+    sample of the modes, the smallest share that still does. A mode whose region then catches none
+    of its validation samples gets no region (+inf)."""
     p, M = np.asarray(mode_acceptance, np.float64), val_near.shape[1]
 
     def cuts(f: float) -> np.ndarray:
@@ -296,13 +296,14 @@ def held_apart(data, scores_of, max_draws: float, max_frechet: float | None = No
     the model never trained on: validation samples count each mode's catch and the cost; the
     off-mode samples of validation and test measure the descriptor shift (:func:`choose_thresholds`)."""
     split = split_of(data.indices)
-    val, apart = split == 1, split >= 1
+    apart = split >= 1
     vectors, found = described(data.vectors, data.no_face)
     off = found & ~data.near.any(axis=1)
     floor = proof_noise_floor(vectors[off], data.indices[off])
-    ev = apart & off
-    return choose_thresholds(scores_of(data.latents[val]), data.near[val], scores_of(data.latents[ev]), vectors[ev],
-                             data.mode_acceptance, max_draws, floor, data.seed, MAX_FRECHET_SHIFT if max_frechet is None else max_frechet)
+    scores = scores_of(data.latents[apart])  # once, for both uses
+    val, ev = split[apart] == 1, off[apart]
+    return choose_thresholds(scores[val], data.near[apart][val], scores[ev], vectors[apart][ev], data.mode_acceptance, max_draws, floor,
+                             data.seed, MAX_FRECHET_SHIFT if max_frechet is None else max_frechet)
 
 
 def region_figures(scores: np.ndarray, near: np.ndarray, thresholds: np.ndarray, probabilities: bool) -> list[dict]:
