@@ -80,6 +80,14 @@ def test_calibration_removes_most_of_the_planted_excess(method, planted15, plant
     assert fd["sizes"]["calibrated"] == fd["sizes"]["floor_draw"]
     assert result["after"]["draws_per_sample"] > 1.0 and result["before"]["draws_per_sample"] == 1.0
     assert result["improved"] is True
+    # the plain draw weighted by the keep probability agrees with the re-audit (latent methods only)
+    if method == "rejection":
+        assert result["paired"] is None
+    else:
+        paired = result["paired"]
+        assert paired["after"] == pytest.approx(result["total"]["after"], abs=0.01)
+        assert paired["low"] <= paired["excess_removed"] <= paired["high"]
+        assert paired["excess_removed"] == pytest.approx(result["total"]["excess_removed"], abs=0.1)
     on_disk = json.loads((proof / "calibration.json").read_text())
     assert on_disk["after"] == result["after"] and on_disk["frechet"] == fd
     # the proof is a real audit run of the calibrated sampler
@@ -311,3 +319,22 @@ def test_a_drop_counts_only_beyond_sampling_noise():
     assert share_drop_z(0.026, 3000, 0.023, 3000) < DROP_Z  # within noise at this size
     assert share_drop_z(0.0, 1000, 0.0, 1000) == 0.0
     assert share_drop_z(0.02, 1000, 0.03, 1000) < 0
+
+
+def test_the_weighted_plain_draw_estimate_matches_float64_brute_force():
+    from gancheck.calibrate.proof import weighted_excess
+
+    rng = np.random.default_rng(3)
+    near = rng.random((4000, 3)) < np.array([0.05, 0.03, 0.02])
+    keep = np.where(near.any(axis=1), rng.uniform(0.05, 0.3, 4000), rng.uniform(0.8, 1.0, 4000))
+    floor = 0.004
+    got = weighted_excess(near, keep, floor, resamples=500)
+    after = [sum(k for k, x in zip(keep, near[:, m]) if x) / sum(keep) for m in range(3)]
+    before = near.mean(axis=0).sum()
+    assert np.allclose(got["after_per_mode"], after, rtol=1e-12) and got["after"] == pytest.approx(sum(after), rel=1e-12)
+    assert got["excess_removed"] == pytest.approx((before - sum(after)) / (before - 3 * floor), rel=1e-12)
+    assert got["low"] < got["excess_removed"] < got["high"] and got["high"] - got["low"] < 0.2
+    # keep 0 or 1: the share among the kept samples; keep 1 everywhere: nothing removed
+    hard = (rng.random(4000) < 0.5).astype(float)
+    assert weighted_excess(near, hard, floor, 100)["after"] == pytest.approx(near[hard == 1].mean(axis=0).sum(), rel=1e-12)
+    assert weighted_excess(near, np.ones(4000), floor, 100)["excess_removed"] == pytest.approx(0.0, abs=1e-12)

@@ -9,8 +9,10 @@ import json
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+from sklearn.metrics import average_precision_score
 
 from conftest import audited_run, run_cli
+from gancheck.numbers import format_share
 from gancheck.sources.latents import LatentPrior
 
 DISK_SHARE = 0.12
@@ -212,6 +214,10 @@ def test_several_modes_report_each_share_before_and_after(disk_run, tmp_path):
         assert m["before"]["low"] <= m["before"]["share"] <= m["before"]["high"] and m["after"]["of"] == N
     assert result["total"]["before"] == pytest.approx(sum(m["before"]["share"] for m in result["modes"]))
     assert result["modes"][0]["excess_removed"] > 0.6
+    # the report leads with the modes' summed share, not the first mode's
+    total = f"the 3 targeted modes together fell from {format_share(result['total']['before'])} to {format_share(result['total']['after'])}"
+    page = (tmp_path / "proof" / "report.html").read_text()
+    assert total in page and f"gives {format_share(result['paired']['excess_removed'])}" in page
 
 
 def test_bad_input_is_refused_in_one_line_and_nothing_is_written(disk_run, tmp_path):
@@ -228,3 +234,75 @@ def test_bad_input_is_refused_in_one_line_and_nothing_is_written(disk_run, tmp_p
     refused("--modes", "999", words=["--modes"])
     refused("--method", "rejection", "--export-onnx", str(tmp_path / "s.onnx"), words=["--export-onnx"])
     refused("--method", "is", "--region", "forest", words=["--region", "knn"])
+
+
+def fit_set(near_train: np.ndarray, extra_near: np.ndarray, extra_from_prior: np.ndarray, dim: int = 4):
+    """A stand-in FitData: run samples 0..n-1 (index mod 5 < 3 train), and budget samples."""
+    from types import SimpleNamespace
+
+    n = len(near_train)
+    rng = np.random.default_rng(0)
+    return SimpleNamespace(indices=np.arange(n), latents=rng.normal(size=(n, dim)).astype(np.float32), near=near_train[:, None],
+                           extra_latents=rng.normal(size=(len(extra_near), dim)).astype(np.float32), extra_near=extra_near[:, None],
+                           extra_from_prior=extra_from_prior, modes=[{"sample_index": 17}])
+
+
+def test_gmm_fits_its_densities_on_prior_draws_only_and_the_budget_perturbations_are_left_out():
+    from gancheck.calibrators.regions import labelled_sets
+
+    data = fit_set(np.arange(50) % 7 == 0, np.arange(20) % 2 == 0, np.arange(20) >= 12)
+    x_all, near_all, _, _ = labelled_sets(data)
+    x, near, val, test = labelled_sets(data, prior_draws_only=True)
+    train = np.arange(50) % 5 < 3
+    assert len(x_all) == train.sum() + 20 and len(x) == train.sum() + 8
+    assert np.array_equal(x, np.concatenate([data.latents[train], data.extra_latents[12:]]))
+    assert np.array_equal(near[:, 0], np.concatenate([data.near[train, 0], data.extra_near[12:, 0]]))
+    assert val.sum() == 10 and test.sum() == 10
+
+
+def test_gmm_fits_a_mode_with_few_prior_draws_on_its_perturbations_too_and_refuses_one_with_none():
+    from gancheck.calibrators.gmm import mixture_training_sets
+    from gancheck.errors import GancheckError
+
+    # 12 prior draws in the mode (run training split 2, guided 10): those alone; perturbations left out
+    near = np.zeros(50, bool)
+    near[[0, 5]] = True
+    data = fit_set(near, np.ones(40, bool), np.arange(40) >= 30)
+    (points,), off = mixture_training_sets(data)
+    assert len(points) == 12 and np.array_equal(points[2:], data.extra_latents[30:])
+    assert len(off) == 30 - 2
+    # 2 prior draws only: the mode's mixture uses its 40 perturbations too
+    data = fit_set(near, np.ones(40, bool), np.zeros(40, bool))
+    (points,), _ = mixture_training_sets(data)
+    assert len(points) == 42
+    # no training latent in the mode at all: one line that names the fix
+    data = fit_set(np.zeros(50, bool), np.zeros(40, bool), np.zeros(40, bool))
+    with pytest.raises(GancheckError, match="fewer than 2 training latents.*--budget"):
+        mixture_training_sets(data)
+
+
+def test_overlapping_modes_each_get_their_own_binary_model_and_one_onnx_graph():
+    """Two overlapping disks: a joint label gives the shared samples to the first mode only, so the
+    second mode's joint probability misses them; one binary model per mode does not. The per-mode
+    graph (an ensemble for one mode, a family for the other) reproduces scikit-learn's scores."""
+    import onnxruntime as ort
+
+    from gancheck.calibrators.regions import ENSEMBLE, Ensemble, PerMode, fit_family, mode_probabilities, region_onnx
+
+    def near(z):
+        z = np.asarray(z).reshape(len(z), -1)
+        return np.stack([z[:, 0] ** 2 + z[:, 1] ** 2 < RHO2, (z[:, 0] - 0.4) ** 2 + z[:, 1] ** 2 < RHO2], axis=1)
+
+    prior = LatentPrior((32,))
+    z_train, z_test = prior.sample(1, np.arange(4000)), prior.sample(2, np.arange(10_000))
+    y_train, y_test = near(z_train), near(z_test)
+    assert (y_test.all(axis=1)).mean() > 0.05  # the disks share samples
+    joint = fit_family("boosting", z_train, np.where(y_train.any(axis=1), 1 + np.argmax(y_train, axis=1), 0), seed=0)  # first mode wins
+    per_mode = PerMode([fit_family("boosting", z_train, y_train[:, m].astype(int), seed=0) for m in range(2)])
+    ap = {name: [average_precision_score(y_test[:, m], mode_probabilities(model, z_test, 2)[:, m]) for m in range(2)]
+          for name, model in (("joint", joint), ("per mode", per_mode))}
+    assert ap["per mode"][1] > ap["joint"][1] + 0.1, ap
+    mixed = PerMode([Ensemble([fit_family(f, z_train, y_train[:, 0].astype(int), seed=0) for f in ENSEMBLE]), per_mode.models[1]])
+    graph = ort.InferenceSession(region_onnx(mixed, 32).SerializeToString())
+    (scores,) = graph.run(["scores"], {"z": z_test.astype(np.float32)})
+    assert scores.shape == (10_000, 2) and np.abs(scores - mode_probabilities(mixed, z_test, 2)).max() < 1e-3

@@ -175,14 +175,15 @@ def before_after(before_dir: str | Path, after_dir: str | Path, before: dict, af
     target_vecs = [vb[t["sample_index"]] for t in targeted if t["sample_index"] in vb]
     if vec_a is not None and target_vecs:
         same = bool((pairwise_distance(vec_a[None, :], np.stack(target_vecs))[0] <= radius).any())
-    names = "the targeted mode" if len(targeted) == 1 else f"the {len(targeted)} targeted modes"
     t0 = targeted[0]
     if t0["after"] is None:
-        headline = f"Calibration: {names}' share after calibration was not measured (the after run saved no embeddings)"
+        headline = "Calibration: the targeted mode's share after calibration was not measured (the after run saved no embeddings)"
     else:
-        verb = "fell" if t0["after"] < t0["before"] else "did not fall"
-        headline = (f"Calibration: {names} (sample {t0['sample_index']}) {verb} from {format_share(t0['before'])} to "
-                    f"{format_share(t0['after'])} of the samples within r0 = {format_number(radius)}")
+        # several modes: their shares summed, as the proof's total excess counts them
+        names = f"the targeted mode (sample {t0['sample_index']})" if len(targeted) == 1 else f"the {len(targeted)} targeted modes together"
+        b, a = sum(t["before"] for t in targeted), sum(t["after"] for t in targeted)
+        headline = (f"Calibration: {names} {'fell' if a < b else 'did not fall'} from {format_share(b)} to "
+                    f"{format_share(a)} of the samples within r0 = {format_number(radius)}")
     sentences = []
     if same is False:
         sentences.append(f"The worst mode after calibration is another identity (sample {wa['sample_index']}, "
@@ -191,6 +192,12 @@ def before_after(before_dir: str | Path, after_dir: str | Path, before: dict, af
     elif same:
         sentences.append(f"The worst mode after calibration is still a targeted identity, now with {format_share(wa['neighbor_fraction'])} "
                          f"within r (before: {format_share(wb['neighbor_fraction'])}).")
+    paired, total = (calibration or {}).get("paired"), (calibration or {}).get("total") or {}
+    if paired and paired.get("excess_removed") is not None and total.get("excess_removed") is not None:
+        interval = f" (95% interval {format_share(paired['low'])} to {format_share(paired['high'])})" if paired.get("low") is not None else ""
+        sentences.append(f"The re-audit removed {format_share(total['excess_removed'])} of the excess over a typical identity's share; "
+                         f"weighting the fresh plain draw's own samples by their keep probability, without the re-audit's sampling "
+                         f"noise, gives {format_share(paired['excess_removed'])}{interval}.")
     if calibration and not improved:
         sentences.append("The drop is not significant: this calibrator does not help; try another --method, more --modes or a larger audit.")
     return {"targeted": targeted, "radius": radius, "improved": improved,

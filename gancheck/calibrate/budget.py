@@ -27,7 +27,7 @@ import numpy as np
 
 from gancheck.calibrate.fitdata import FitData, embed_samples
 from gancheck.run.audit import stage_ticker
-from gancheck.calibrators.regions import fit_family, labels_of, split_of
+from gancheck.calibrators.regions import fit_family, split_of
 from gancheck.errors import GancheckError
 from gancheck.files import atomic_write, write_json
 from gancheck.maths import pairwise_distance
@@ -130,29 +130,30 @@ def load_described(data: FitData, parts: list[Path]) -> None:
     data.extra_latents = np.concatenate([np.asarray(t["latent"], np.float32).reshape(len(t["latent"]), -1) for t in tables])
     data.extra_vectors = np.concatenate([np.asarray(t["embedding"], np.float32).reshape(len(t["embedding"]), -1) for t in tables])
     data.extra_near = pairwise_distance(data.extra_vectors, data.mode_vectors) <= data.r0
+    data.extra_from_prior = data.extra_indices >= GUIDED_OFFSET
 
 
 def guided_indices(data: FitData, count: int, folder: Path) -> np.ndarray:
-    """The ``count`` prior draws most likely in the modes by an MLP fitted on the labelled set so far,
-    an equal share per mode (kept in a JSON file, so a resumed run describes the same ones)."""
-    record = folder / f"guided-{GUIDE}-{count}-{len(data.extra_latents)}.json"
+    """The ``count`` prior draws most likely in the modes by an MLP per mode fitted on the labelled
+    set so far (the mode against every other latent: modes can overlap), an equal share per mode
+    (kept in a JSON file, so a resumed run describes the same ones)."""
+    record = folder / f"guided-{GUIDE}-per-mode-{count}-{len(data.extra_latents)}.json"
     if record.is_file():
         return np.asarray(json.loads(record.read_text())["indices"], np.int64)
     train = split_of(data.indices) == 0
     x = np.concatenate([data.latents[train], data.extra_latents])
     near = np.concatenate([data.near[train], data.extra_near])
-    model = fit_family(GUIDE, x, labels_of(near), data.seed)
     cand = GUIDED_OFFSET + np.arange(min(MAX_CANDIDATES, count * CANDIDATES_PER_GUIDED), dtype=np.int64)
-    proba = model.predict_proba(data.prior.sample(data.seed, cand).reshape(len(cand), -1).astype(np.float32))
+    z = data.prior.sample(data.seed, cand).reshape(len(cand), -1).astype(np.float32)
     chosen: list[int] = []
     M = len(data.modes)
     for m in range(M):
-        column = list(model.classes_).index(m + 1) if (m + 1) in model.classes_ else None
-        score = proba[:, column] if column is not None else np.zeros(len(cand))
-        order = [int(i) for i in np.argsort(-score, kind="stable") if int(cand[i]) not in set(chosen)]
+        score = fit_family(GUIDE, x, near[:, m].astype(np.int64), data.seed).predict_proba(z)[:, -1] if near[:, m].any() else np.zeros(len(cand))
+        taken = set(chosen)
+        order = [int(i) for i in np.argsort(-score, kind="stable") if int(cand[i]) not in taken]
         chosen += [int(cand[i]) for i in order[: count // M + (m < count % M)]]
     indices = np.sort(np.asarray(chosen, np.int64))
-    write_json(record, {"indices": indices.tolist(), "candidates": int(len(cand)), "rule": f"{GUIDE} on run training split + local budget"})
+    write_json(record, {"indices": indices.tolist(), "candidates": int(len(cand)), "rule": f"{GUIDE} per mode on run training split + local budget"})
     return indices
 
 
@@ -173,7 +174,7 @@ def spend_budget(data: FitData, budget: int, progress=None) -> dict:
     # chunk files are named after the list they cut, so another list never reuses them
     guided = describe_chunks(data, sampler, chosen, folder, "guided", progress, tag=hashlib.sha256(chosen.tobytes()).hexdigest()[:8])
     load_described(data, local + guided)
-    kinds = np.where(data.extra_indices >= GUIDED_OFFSET, "guided", "local")
+    kinds = np.where(data.extra_from_prior, "guided", "local")
     return {"budget": int(budget), "local": int(n_local), "guided": int(budget - n_local), "described": int(len(data.extra_indices)),
             "in_mode": {k: [int(v) for v in data.extra_near[kinds == k].sum(axis=0)] for k in ("local", "guided")},
             "store": str(folder), "scales": list(SCALES)}

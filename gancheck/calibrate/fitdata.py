@@ -50,6 +50,7 @@ class FitData:
     extra_latents: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))  # (e, dim)
     extra_vectors: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))
     extra_near: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), bool))  # (e, M)
+    extra_from_prior: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))  # (e,) a plain prior draw, not a perturbation
 
     def __post_init__(self):
         counts = self.mode_counts

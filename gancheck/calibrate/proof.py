@@ -53,7 +53,7 @@ def prove(data: FitData, calibrator_path: str | Path, proof_dir: str | Path, ove
     cfg, before = data.config, data.report
     # "before" on a fresh plain draw (indices no fit used): the run's own share of its worst mode is
     # biased upwards, the mode having been chosen as the run's densest.
-    plain = plain_draw(data, progress)
+    plain_indices, plain = plain_draw(data, progress)
     after, calibrated = re_audit(data, calibrator_path, proof_dir, overwrite, device, progress, resume)
     near_after = pairwise_distance(calibrated, data.mode_vectors) <= data.r0
     near_plain = pairwise_distance(plain, data.mode_vectors) <= data.r0
@@ -62,6 +62,7 @@ def prove(data: FitData, calibrator_path: str | Path, proof_dir: str | Path, ove
     draws, measured_on = measured_draws(cal, data, int(cfg["n"]), int(cfg["anchors"]))
     z = share_drop_z(share_before, len(plain), share_after, len(calibrated))
     table = excess_table(near_plain, near_after, data.typical_count / data.n)
+    paired = None if cal.needs_generator else weighted_excess(near_plain, cal.acceptance(plain_latents(data, plain_indices)), data.typical_count / data.n)
     return {
         "format": "gancheck-calibration",
         "method": cal.method,
@@ -80,6 +81,7 @@ def prove(data: FitData, calibrator_path: str | Path, proof_dir: str | Path, ove
         "run_share_per_mode": [float(s) for s in data.near.mean(axis=0)],
         "modes": table["modes"],
         "total": table["total"],
+        "paired": paired,
         "draws_measured_on": measured_on,
         "frechet": frechet_figures(data, calibrated, plain),
         "region": cal.header["fit"].get("regions"),
@@ -93,10 +95,10 @@ def prove(data: FitData, calibrator_path: str | Path, proof_dir: str | Path, ove
     }
 
 
-def plain_draw(data: FitData, progress) -> np.ndarray:
-    """Descriptor vectors of a fresh plain draw of |C| samples (indices ``FLOOR_OFFSET + i``, the
-    run's seed), kept in RUN_DIR/calibration-plain-draw.parquet: every calibration of the run
-    compares with the same draw, described once."""
+def plain_draw(data: FitData, progress) -> tuple[np.ndarray, np.ndarray]:
+    """``(sample indices, descriptor vectors)`` of a fresh plain draw of |C| samples (indices
+    ``FLOOR_OFFSET + i``, the run's seed), kept in RUN_DIR/calibration-plain-draw.parquet: every
+    calibration of the run compares with the same draw, described once."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -107,13 +109,45 @@ def plain_draw(data: FitData, progress) -> np.ndarray:
     if path.is_file():
         table = pq.read_table(path)
         if (table.schema.metadata or {}).get(b"n") == str(n).encode():
-            return np.asarray(table.to_pydict()["embedding"], np.float32)
+            columns = table.to_pydict()
+            return np.asarray(columns["sample_index"], np.int64), np.asarray(columns["embedding"], np.float32)
     idx, vectors = embed_samples(data.source, data.embedder, FLOOR_OFFSET + np.arange(n, dtype=np.int64), data.config, progress, "floor")
     table = pa.table({"sample_index": idx, "embedding": list(np.asarray(vectors, np.float32))}).replace_schema_metadata({"n": str(n)})
     sink = pa.BufferOutputStream()
     pq.write_table(table, sink)
     atomic_write(path, sink.getvalue().to_pybytes())
-    return np.asarray(vectors, np.float32)
+    return np.asarray(idx, np.int64), np.asarray(vectors, np.float32)
+
+
+def plain_latents(data: FitData, indices: np.ndarray) -> np.ndarray:
+    """(k, dim) float64: the plain draw's latents as the generator saw them (float32)."""
+    return data.prior.sample(data.seed, indices).reshape(len(indices), -1).astype(np.float32).astype(np.float64)
+
+
+def weighted_excess(near: np.ndarray, keep: np.ndarray, floor: float, resamples: int = 2000) -> dict:
+    """The calibrated after-share estimated on the plain draw itself: each fresh sample weighted by
+    the calibrator's keep probability (``sum keep near / sum keep``, the calibrated density's
+    expectation). Paired with the before-share on the same samples, the excess removed is free of
+    the re-audit's own sampling noise; its 95% interval is a paired bootstrap (scipy)."""
+    from scipy.stats import bootstrap
+
+    near, keep = np.asarray(near, bool), np.asarray(keep, np.float64)
+    count = near.sum(axis=1).astype(np.float64)  # modes each sample lies in: the shares' sum, per sample
+    excess = count.mean() - near.shape[1] * floor
+
+    def removed(k, c, axis=-1):
+        before = c.mean(axis=axis)
+        return (before - (k * c).sum(axis=axis) / k.sum(axis=axis)) / (before - near.shape[1] * floor)
+
+    after = (keep[:, None] * near).sum(axis=0) / keep.sum()
+    out = {"after_per_mode": [float(a) for a in after], "after": float(after.sum()),
+           "excess_removed": float(removed(keep, count)) if excess > 0 else None, "low": None, "high": None,
+           "estimate": "the plain draw's samples weighted by the calibrator's keep probability; paired bootstrap interval"}
+    if excess > 0 and count.any():
+        ci = bootstrap((keep, count), removed, paired=True, vectorized=True, n_resamples=resamples, random_state=0).confidence_interval
+        if np.isfinite([ci.low, ci.high]).all():  # not when every resample gives the same figure
+            out["low"], out["high"] = float(ci.low), float(ci.high)
+    return out
 
 
 #: the re-audit draws its collection and anchors under this seed offset from the run's: fresh samples

@@ -25,7 +25,7 @@ import numpy as np
 from gancheck.calibrators.base import Calibrator, modes_acceptance, register
 from gancheck.calibrators.regions import (DEFAULT_MAX_DRAWS as REGION_MAX_DRAWS, MIXTURE_COMPONENTS, Decision, add_decision, decision_bytes,
                                           fit_mixture, held_apart, labelled_sets, mean_average_precision, mixture_onnx, mixture_scores,
-                                          prior_mixture, region_figures)
+                                          prior_mixture, region_figures, split_of)
 from gancheck.errors import GancheckError
 
 LAMBDA_MAX = 1e4
@@ -115,19 +115,37 @@ def _bracket(pred, lo: float, hi: float, steps: int = 100) -> tuple[float, float
 
 
 KINDS = ("mixture", "cells")
+#: prior-drawn training latents a mode's mixture is fitted on, if it has this many (else its perturbations too)
+MIN_MODE_DRAWS = 10
+
+
+def mixture_training_sets(data) -> tuple[list[np.ndarray], np.ndarray]:
+    """``(per-mode latents, off-mode latents)`` the mixtures are fitted on: prior draws only (the
+    run's training split and the budget's guided draws). The budget's perturbations follow their
+    parents, not the prior: on the DCGAN (|C| = 1e4) they lowered the fresh draw's average precision
+    from 0.21 to 0.17 and the excess removed at the Fréchet limit from 51% to 45%. A mode with
+    fewer than ``MIN_MODE_DRAWS`` prior draws inside keeps its perturbations, which beats no region."""
+    x, near, _, _ = labelled_sets(data, prior_draws_only=True)
+    x_all, near_all, _, _ = labelled_sets(data)
+    points = [x[near[:, m]] if near[:, m].sum() >= MIN_MODE_DRAWS else x_all[near_all[:, m]] for m in range(near.shape[1])]
+    few = [int(mode["sample_index"]) for mode, p in zip(data.modes, points) if len(p) < 2]
+    if few:
+        raise GancheckError(f"dense mode {few[0]} has fewer than 2 training latents within r0 to fit its mixture on; "
+                            "raise --budget, audit with a larger --n, or use --method rejection")
+    return points, x[~near.any(axis=1)]
 
 
 def fit_mixture_region(data, max_draws: float, max_frechet: float | None = None) -> tuple[dict, dict, dict]:
-    """Per mode, a diagonal Gaussian mixture of its latents (run training split plus the descriptor
-    budget) against the off-mode latents' mixture or against the prior's own density; the number of
-    components and the denominator are chosen by mean validation average precision of the log
-    density ratio, thresholds on samples no model trained on, figures on the test split."""
-    x, near, val, test = labelled_sets(data)
-    off = ~near.any(axis=1)
+    """Per mode, a diagonal Gaussian mixture of its latents (:func:`mixture_training_sets`) against
+    the off-mode latents' mixture or against the prior's own density; the number of components and
+    the denominator are chosen by mean validation average precision of the log density ratio,
+    thresholds on samples no model trained on, figures on the test split."""
+    points, off = mixture_training_sets(data)
+    _, _, val, test = labelled_sets(data)
     tried, best = {}, None
     for k in MIXTURE_COMPONENTS:
-        inside = [fit_mixture(x[near[:, m]], k, data.seed) for m in range(near.shape[1])]
-        for against, outside in (("off-mode mixture", fit_mixture(x[off], k, data.seed)), ("prior", prior_mixture(data.prior))):
+        inside = [fit_mixture(p, k, data.seed) for p in points]
+        for against, outside in (("off-mode mixture", fit_mixture(off, k, data.seed)), ("prior", prior_mixture(data.prior))):
             name = f"{k} against {against}"
             tried[name] = mean_average_precision(mixture_scores(data.latents[val], inside, outside), data.near[val])
             if best is None or tried[name] > tried[best[0]]:
@@ -136,12 +154,13 @@ def fit_mixture_region(data, max_draws: float, max_frechet: float | None = None)
     thresholds, chosen = held_apart(data, lambda z: mixture_scores(z, inside, outside), max_draws, max_frechet)
     figures = region_figures(mixture_scores(data.latents[test], inside, outside), data.near[test], thresholds, probabilities=False)
     stored = np.where(np.isfinite(thresholds), thresholds, np.finfo(np.float64).max)
-    graph = add_decision(mixture_onnx(inside, outside, data.prior.dim), "scores", list(range(near.shape[1])), stored, data.mode_acceptance)
+    graph = add_decision(mixture_onnx(inside, outside, data.prior.dim), "scores", list(range(len(points))), stored, data.mode_acceptance)
     tensors = {"decision_onnx": decision_bytes(graph), "region_thresholds": stored}
     for name, mix in [("off", outside)] + [(str(m), mix) for m, mix in enumerate(inside)]:
         tensors.update({f"mixture_{name}_{key}": np.asarray(v, np.float64) for key, v in mix.items()})
     params = {"kind": "mixture", "components": int(k), "against": against, "validation_average_precision": tried,
-              "max_draws": float(max_draws), "trained_on": {"run": int(len(x) - len(data.extra_latents)), "budget": int(len(data.extra_latents))},
+              "max_draws": float(max_draws), "trained_on": {"run": int((split_of(data.indices) == 0).sum()),
+                                                       "budget_prior_draws": int(data.extra_from_prior.sum())},
               "score": f"log density ratio of the mode's diagonal Gaussian mixture over the {against}'s density"}
     return params, tensors, {"regions": figures, "thresholds": chosen}
 

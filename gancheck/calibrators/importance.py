@@ -21,9 +21,9 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import f1_score, precision_recall_curve, precision_score, recall_score
 
 from gancheck.calibrators.base import Calibrator, modes_acceptance, register
-from gancheck.calibrators.regions import (DEFAULT_MAX_DRAWS, ENSEMBLE, FAMILIES, Decision, Ensemble, add_decision, decision_bytes,
-                                          fit_family, held_apart, labels_of, labelled_sets, mean_average_precision, mode_probabilities,
-                                          region_figures, region_onnx, split_of)
+from gancheck.calibrators.regions import (DEFAULT_MAX_DRAWS, ENSEMBLE, FAMILIES, Decision, Ensemble, PerMode, add_decision, decision_bytes,
+                                          fit_family, held_apart, labelled_sets, mean_average_precision, mode_probabilities, region_figures,
+                                          region_onnx, split_of)
 from gancheck.errors import GancheckError
 
 #: ridge penalties tried; the one with the best validation F1 is kept (the latent size and the
@@ -125,26 +125,28 @@ def in_hull(z: np.ndarray, facets: np.ndarray) -> np.ndarray:
 
 
 def fit_learned_region(data, region: str, max_draws: float, max_frechet: float | None = None) -> tuple[dict, dict, dict]:
-    """The ``auto`` region (or one family, or the ensemble): the families fitted on the training set,
-    the candidate (a family, or the ensemble of ``ENSEMBLE``) with the best mean validation average
-    precision kept, thresholds chosen on samples no model trained on, figures on the test split."""
+    """The ``auto`` region (or one family, or the ensemble): per mode, the families fitted on the
+    training set (the mode against everything else), the candidate (a family, or the ensemble of
+    ``ENSEMBLE``) with the best mean validation average precision kept, thresholds chosen on samples
+    no model trained on, figures on the test split."""
     families = FAMILIES if region == "auto" else ENSEMBLE if region == "ensemble" else (region,)
     x, near, val, test = labelled_sets(data)
-    y, M = labels_of(near), near.shape[1]
-    fitted = {family: fit_family(family, x, y, data.seed) for family in families}
-    candidates = {} if region == "ensemble" else dict(fitted)
+    M = near.shape[1]
+    if not near.any(axis=0).all():
+        raise GancheckError("some dense mode has no training sample inside r0; raise --budget or audit with a larger --n")
+    fitted = {family: [fit_family(family, x, near[:, m].astype(np.int64), data.seed) for m in range(M)] for family in families}
+    candidates = {} if region == "ensemble" else {family: PerMode(models) for family, models in fitted.items()}
     if region in ("auto", "ensemble"):
-        candidates["ensemble"] = Ensemble([fitted[f] for f in ENSEMBLE])
+        candidates["ensemble"] = PerMode([Ensemble([fitted[f][m] for f in ENSEMBLE]) for m in range(M)])
     tried = {name: mean_average_precision(mode_probabilities(m, data.latents[val], M), data.near[val]) for name, m in candidates.items()}
     family = max(tried, key=tried.get)
     model = candidates[family]
-    if list(model.classes_) != list(range(M + 1)):
-        raise GancheckError("some dense mode has no training sample inside r0; raise --budget or audit with a larger --n")
     thresholds, chosen = held_apart(data, lambda z: mode_probabilities(model, z, M), max_draws, max_frechet)
     figures = region_figures(mode_probabilities(model, data.latents[test], M), data.near[test], thresholds, probabilities=True)
     stored = np.where(np.isfinite(thresholds), thresholds, np.finfo(np.float64).max)
-    graph = add_decision(region_onnx(model, data.prior.dim), "probabilities", list(range(1, M + 1)), stored, data.mode_acceptance)
-    params = {"region": family, "selected_from": list(candidates), "selection": "mean validation average precision",
+    graph = add_decision(region_onnx(model, data.prior.dim), "scores", list(range(M)), stored, data.mode_acceptance)
+    params = {"region": family, "per_mode": "one binary model per mode: the mode against every other latent",
+              "selected_from": list(candidates), "selection": "mean validation average precision",
               "validation_average_precision": tried, "max_draws": float(max_draws),
               "trained_on": {"run": int((split_of(data.indices) == 0).sum()), "budget": int(len(data.extra_latents))},
               "split": "run sample index mod 5: 0-2 train (with the budget's samples), 3 family and threshold, 4 held out"}
