@@ -431,7 +431,10 @@ def test_ctrl_c_during_the_imports_is_one_line_and_exit_130(tmp_path):
     command = [sys.executable, "-X", "importtime", "-m", "gancheck", "audit", "x.onnx", "--out", str(tmp_path / "run")]
     whole = subprocess.run(command[:5] + ["--version"], capture_output=True, text=True, env=env, cwd=ROOT, timeout=120)
     imports = whole.stderr.count("import time:")
-    proc = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
+    # SIGINT as a terminal gives it: a test runner started in the background by a shell inherits it
+    # ignored, and a child would inherit that too
+    proc = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     seen = []
     for line in proc.stderr:
         seen.append(line)
