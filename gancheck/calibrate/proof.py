@@ -62,7 +62,9 @@ def prove(data: FitData, calibrator_path: str | Path, proof_dir: str | Path, ove
     draws, measured_on = measured_draws(cal, data, int(cfg["n"]), int(cfg["anchors"]))
     z = share_drop_z(share_before, len(plain), share_after, len(calibrated))
     table = excess_table(near_plain, near_after, data.typical_count / data.n)
-    paired = None if cal.needs_generator else weighted_excess(near_plain, cal.acceptance(plain_latents(data, plain_indices)), data.typical_count / data.n)
+    # latent methods only: a descriptor-space calibrator's keep probability needs the image
+    latents = data.prior.sample(data.seed, plain_indices).reshape(len(plain_indices), -1)
+    paired = None if cal.needs_generator else weighted_excess(near_plain, cal.acceptance(latents), data.typical_count / data.n)
     return {
         "format": "gancheck-calibration",
         "method": cal.method,
@@ -119,11 +121,6 @@ def plain_draw(data: FitData, progress) -> tuple[np.ndarray, np.ndarray]:
     return np.asarray(idx, np.int64), np.asarray(vectors, np.float32)
 
 
-def plain_latents(data: FitData, indices: np.ndarray) -> np.ndarray:
-    """(k, dim) float64: the plain draw's latents as the generator saw them (float32)."""
-    return data.prior.sample(data.seed, indices).reshape(len(indices), -1).astype(np.float32).astype(np.float64)
-
-
 def weighted_excess(near: np.ndarray, keep: np.ndarray, floor: float, resamples: int = 2000) -> dict:
     """The calibrated after-share estimated on the plain draw itself: each fresh sample weighted by
     the calibrator's keep probability (``sum keep near / sum keep``, the calibrated density's
@@ -143,7 +140,7 @@ def weighted_excess(near: np.ndarray, keep: np.ndarray, floor: float, resamples:
     out = {"after_per_mode": [float(a) for a in after], "after": float(after.sum()),
            "excess_removed": float(removed(keep, count)) if excess > 0 else None, "low": None, "high": None,
            "estimate": "the plain draw's samples weighted by the calibrator's keep probability; paired bootstrap interval"}
-    if excess > 0 and count.any():
+    if excess > 0:
         ci = bootstrap((keep, count), removed, paired=True, vectorized=True, n_resamples=resamples, random_state=0).confidence_interval
         if np.isfinite([ci.low, ci.high]).all():  # not when every resample gives the same figure
             out["low"], out["high"] = float(ci.low), float(ci.high)

@@ -141,7 +141,8 @@ def fit_mixture_region(data, max_draws: float, max_frechet: float | None = None)
     the denominator are chosen by mean validation average precision of the log density ratio,
     thresholds on samples no model trained on, figures on the test split."""
     points, off = mixture_training_sets(data)
-    _, _, val, test = labelled_sets(data)
+    split = split_of(data.indices)
+    val, test = split == 1, split == 2
     tried, best = {}, None
     for k in MIXTURE_COMPONENTS:
         inside = [fit_mixture(p, k, data.seed) for p in points]

@@ -118,6 +118,10 @@ def fit_family(family: str, x: np.ndarray, y: np.ndarray, seed: int):
     return model.fit(x, y)
 
 
+#: probabilities are clipped to this before their logarithm (here and in the ensemble's ONNX graph)
+PROBABILITY_FLOOR = 1e-9
+
+
 class Ensemble:
     """Fitted classifiers of the same classes combined as a product of experts: class scores
     ``softmax(mean_i log p_i)``, the normalised geometric mean of their probabilities."""
@@ -131,10 +135,6 @@ class Ensemble:
 
         logs = [np.log(np.clip(m.predict_proba(z), PROBABILITY_FLOOR, 1.0)) for m in self.models]
         return softmax(np.mean(logs, axis=0), axis=1)
-
-
-#: probabilities are clipped to this before their logarithm (here and in the ensemble's ONNX graph)
-PROBABILITY_FLOOR = 1e-9
 
 
 class PerMode:
@@ -286,9 +286,12 @@ def choose_thresholds(val_scores: np.ndarray, val_near: np.ndarray, off_scores: 
         tried[mid] = at(float(THINNING[mid]))
         lo, hi = (mid, hi) if tried[mid]["limited_by"] is None else (lo, mid)
     limited_by = tried[hi]["limited_by"] if hi < len(THINNING) else "largest share tried"
-    caught = [int((val_near & (val_scores >= cuts(float(f)))).sum()) for f in THINNING[: lo + 1]]
-    if caught and caught[-1] == int(val_near.sum()):  # all caught: the smallest share that does so, more thins for nothing
-        lo, limited_by = caught.index(caught[-1]), "every validation sample of the modes caught"
+
+    def catches_all(i: int) -> bool:
+        return int((val_near & (val_scores >= cuts(float(THINNING[i])))).sum()) == int(val_near.sum())
+
+    if lo >= 0 and catches_all(lo):  # all caught: the smallest share that does so, more thins for nothing
+        lo, limited_by = next(i for i in range(lo + 1) if catches_all(i)), "every validation sample of the modes caught"
         tried[lo] = tried.get(lo) or at(float(THINNING[lo]))
     best = tried[lo] if lo >= 0 else {"thresholds": np.full(M, np.inf), "off_mode_thinning": 0.0, "frechet_shift": 0.0, "draws": 1.0}
     best = dict(best, limited_by=limited_by)

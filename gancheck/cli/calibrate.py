@@ -119,11 +119,6 @@ def excess_lines(result: dict) -> list[str]:
     t, cost, spent = result.get("total"), result.get("cost") or {}, result.get("budget") or {}
     if t and len(result.get("modes") or []) > 1:
         lines.append(f"modes together: {format_share(t['before'])} -> {format_share(t['after'])}; excess removed {removed(t['excess_removed'])}")
-    paired = result.get("paired")
-    if paired and paired["excess_removed"] is not None:
-        interval = f" [{format_share(paired['low'])}, {format_share(paired['high'])}]" if paired["low"] is not None else ""
-        lines.append(f"expected on the plain draw (its samples weighted by their keep probability; no re-audit noise): "
-                     f"{format_share(t['before'])} -> {format_share(paired['after'])}; excess removed {format_share(paired['excess_removed'])}{interval}")
     if cost.get("descriptor_calls"):
         calls = cost["descriptor_calls"]
         lines.append(f"cost: {format_number(cost['draws_per_kept_sample'])} prior draws per kept sample; descriptor calls: "
