@@ -114,3 +114,29 @@ def test_a_region_predicted_to_cut_little_is_said_before_the_proof():
     assert fit_forecast({"regions": []}, 80) is None  # a method without learned thresholds
     line = fit_forecast({"thresholds": {"validation_excess_cut": [0.6, 0.12], "limited_by": "frechet"}}, 80)
     assert "mode 2" in line and "12.0%" in line and "Fréchet" in line and "--budget" in line and "\n" not in line
+
+
+def test_a_full_ledoit_wolf_gaussian_has_scipys_density_and_its_onnx_graph_the_same_scores():
+    import onnxruntime as ort
+    from scipy import stats
+    from sklearn.covariance import LedoitWolf
+
+    from gancheck.calibrators.regions import fit_mixture, mixture_onnx, mixture_scores, prior_mixture
+    from gancheck.sources.latents import LatentPrior
+
+    rng = np.random.default_rng(1)
+    tilt = np.linalg.qr(rng.normal(size=(6, 6)))[0] * np.array([0.2, 0.5, 1.0, 1.0, 1.5, 2.0])
+    x = rng.normal(size=(300, 6)) @ tilt + 0.7
+    full = fit_mixture(x, 1, 0, "full")
+    assert full["precisions"].shape == (1, 6, 6)
+    lw = LedoitWolf().fit(x)
+    z = rng.normal(size=(500, 6))
+    law = stats.multivariate_normal(lw.location_, lw.covariance_)
+    assert np.allclose(mixture_scores(z, [full], prior_mixture(LatentPrior((6,)))), (law.logpdf(z) - stats.norm.logpdf(z).sum(axis=1))[:, None],
+                       atol=1e-9)
+    # a full mode against a diagonal off-mode mixture, as one graph
+    inside, outside = [full, fit_mixture(x[:100], 1, 0)], fit_mixture(rng.normal(size=(400, 6)), 2, 0)
+    session = ort.InferenceSession(mixture_onnx(inside, outside, 6).SerializeToString(), providers=["CPUExecutionProvider"])
+    z32 = z.astype(np.float32)
+    graph = session.run(["scores"], {"z": z32})[0]
+    assert np.allclose(graph, mixture_scores(z32.astype(np.float64), inside, outside), atol=1e-9)

@@ -23,7 +23,7 @@ from __future__ import annotations
 import numpy as np
 
 from gancheck.calibrators.base import Calibrator, modes_acceptance, register
-from gancheck.calibrators.regions import (DEFAULT_MAX_DRAWS as REGION_MAX_DRAWS, MIXTURE_COMPONENTS, Decision, add_decision, decision_bytes,
+from gancheck.calibrators.regions import (DEFAULT_MAX_DRAWS as REGION_MAX_DRAWS, MIXTURE_CANDIDATES, Decision, add_decision, decision_bytes,
                                           fit_mixture, held_apart, labelled_sets, mean_average_precision, mixture_onnx, mixture_scores,
                                           prior_mixture, region_figures, split_of)
 from gancheck.errors import GancheckError
@@ -136,22 +136,23 @@ def mixture_training_sets(data) -> tuple[list[np.ndarray], np.ndarray]:
 
 
 def fit_mixture_region(data, max_draws: float, max_frechet: float | None = None) -> tuple[dict, dict, dict]:
-    """Per mode, a diagonal Gaussian mixture of its latents (:func:`mixture_training_sets`) against
-    the off-mode latents' mixture or against the prior's own density; the number of components and
-    the denominator are chosen by mean validation average precision of the log density ratio,
+    """Per mode, a Gaussian mixture of its latents (:func:`mixture_training_sets`) against the
+    off-mode latents' mixture or against the prior's own density; the number of components, the
+    covariance (diagonal, or full for one component) and the denominator are chosen by mean
+    validation average precision of the log density ratio,
     thresholds on samples no model trained on, figures on the test split."""
     points, off = mixture_training_sets(data)
     split = split_of(data.indices)
     val, test = split == 1, split == 2
     tried, best = {}, None
-    for k in MIXTURE_COMPONENTS:
-        inside = [fit_mixture(p, k, data.seed) for p in points]
-        for against, outside in (("off-mode mixture", fit_mixture(off, k, data.seed)), ("prior", prior_mixture(data.prior))):
-            name = f"{k} against {against}"
+    for k, covariance in MIXTURE_CANDIDATES:
+        inside = [fit_mixture(p, k, data.seed, covariance) for p in points]
+        for against, outside in (("off-mode mixture", fit_mixture(off, k, data.seed, covariance)), ("prior", prior_mixture(data.prior))):
+            name = f"{k} {covariance} against {against}"
             tried[name] = mean_average_precision(mixture_scores(data.latents[val], inside, outside), data.near[val])
             if best is None or tried[name] > tried[best[0]]:
-                best = (name, k, against, inside, outside)
-    _, k, against, inside, outside = best
+                best = (name, k, covariance, against, inside, outside)
+    _, k, covariance, against, inside, outside = best
     thresholds, chosen = held_apart(data, lambda z: mixture_scores(z, inside, outside), max_draws, max_frechet)
     figures = region_figures(mixture_scores(data.latents[test], inside, outside), data.near[test], thresholds, probabilities=False)
     stored = np.where(np.isfinite(thresholds), thresholds, np.finfo(np.float64).max)
@@ -159,10 +160,10 @@ def fit_mixture_region(data, max_draws: float, max_frechet: float | None = None)
     tensors = {"decision_onnx": decision_bytes(graph), "region_thresholds": stored}
     for name, mix in [("off", outside)] + [(str(m), mix) for m, mix in enumerate(inside)]:
         tensors.update({f"mixture_{name}_{key}": np.asarray(v, np.float64) for key, v in mix.items()})
-    params = {"kind": "mixture", "components": int(k), "against": against, "validation_average_precision": tried,
+    params = {"kind": "mixture", "components": int(k), "covariance": covariance, "against": against, "validation_average_precision": tried,
               "max_draws": float(max_draws), "trained_on": {"run": int((split_of(data.indices) == 0).sum()),
                                                        "budget_prior_draws": int(data.extra_from_prior.sum())},
-              "score": f"log density ratio of the mode's diagonal Gaussian mixture over the {against}'s density"}
+              "score": f"log density ratio of the mode's {covariance} Gaussian mixture over the {against}'s density"}
     return params, tensors, {"regions": figures, "thresholds": chosen}
 
 
@@ -253,8 +254,10 @@ class GmmCalibrator(Calibrator):
         except KeyError as exc:
             raise self.damaged(f"mixture tensor {exc.args[0]} is missing") from None
         for mix in inside + [outside]:
-            if mix["means"].ndim != 2 or mix["means"].shape[1] != dim or mix["precisions"].shape != mix["means"].shape:
+            if mix["means"].ndim != 2 or mix["means"].shape[1] != dim:
                 raise self.damaged(f"a mixture's means are {mix['means'].shape}, not (K, {dim})")
+            if mix["precisions"].shape not in (mix["means"].shape, mix["means"].shape + (dim,)):
+                raise self.damaged(f"a mixture's precisions are {mix['precisions'].shape}, not (K, {dim}) or (K, {dim}, {dim})")
         if self.t.get("region_thresholds") is None or self.t["region_thresholds"].shape != (m,):
             raise self.damaged(f"region_thresholds is missing or not ({m},)")
 
