@@ -250,3 +250,13 @@ def test_calibrate_warns_in_seconds_before_a_fit_that_cannot_generalise(tmp_path
     assert first.startswith("gancheck: warning: ") and "100-dimensional" in first, first
     assert "--method rejection" in first and "--n " in first and "102 parameters" in first
     assert took < 30, f"the warning came after {took:.0f} s"
+
+
+def test_calibrate_names_the_region_model_it_fitted():
+    from gancheck.cli.calibrate import region_model
+
+    gmm = {"kind": "mixture", "score": "log density ratio of the mode's 1-component full-covariance Gaussian mixture over the prior's density"}
+    assert region_model(gmm) == gmm["score"]
+    chosen = region_model({"region": "ensemble", "selected_from": ["logistic", "mlp", "ensemble"], "selection": "mean validation average precision"})
+    assert chosen == "ensemble (the best of logistic, mlp, ensemble by mean validation average precision)"
+    assert region_model({"region": "linear"}) == "linear"

@@ -93,6 +93,8 @@ def before_after_lines(result: dict) -> list[str]:
     lines += change["sentences"]
     lines.append(f"{'':<{width}}  {'before':>{cols[0]}}  {'after':>{cols[1]}}  {'change':>{cols[2]}}")
     lines += [f"{name:<{width}}  {x:>{cols[0]}}  {y:>{cols[1]}}  {d:>{cols[2]}}" for name, x, y, d in rows]
+    if result.get("region"):
+        lines.append(f"latent regions: {region_model(result.get('params') or {})}")
     for i, r in enumerate(result.get("region") or []):
         lines.append(f"latent region of mode {i + 1}: precision {format_number(r['precision'])}, recall {format_number(r['recall'])} "
                      f"on {format_count(r['held_out'])} held-out samples ({format_count(r['held_out_in_mode'])} in the mode)")
@@ -101,6 +103,16 @@ def before_after_lines(result: dict) -> list[str]:
     lines.append(f"calibrator: {result['calibrator']['path']}")
     lines.append(f"proof: {Path(result['proof_run']) / 'calibration.json'}; before/after report: {Path(result['proof_run']) / 'report.html'}")
     return lines
+
+
+def region_model(params: dict) -> str:
+    """The fitted region model in words (gmm states its score; is names the family it selected)."""
+    if params.get("score"):
+        return params["score"]
+    chosen = f"{params.get('region')}"
+    if params.get("selected_from"):
+        chosen += f" (the best of {', '.join(params['selected_from'])} by {params.get('selection')})"
+    return chosen
 
 
 def excess_lines(result: dict) -> list[str]:
