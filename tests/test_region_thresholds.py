@@ -107,13 +107,20 @@ def test_the_prior_as_a_mixture_has_the_prior_density(kind):
     assert np.allclose(mixture_log_density(z, prior_mixture(prior)), law.logpdf(z).sum(axis=1), atol=1e-12)
 
 
-def test_a_region_predicted_to_cut_little_is_said_before_the_proof():
+def test_regions_predicted_to_cut_little_of_the_modes_excess_are_said_before_the_proof():
     from gancheck.calibrate import fit_forecast
 
-    assert fit_forecast({"thresholds": {"validation_excess_cut": [0.6, 0.3], "limited_by": "frechet"}}, 80) is None
-    assert fit_forecast({"regions": []}, 80) is None  # a method without learned thresholds
-    line = fit_forecast({"thresholds": {"validation_excess_cut": [0.6, 0.12], "limited_by": "frechet"}}, 80)
-    assert "mode 2" in line and "12.0%" in line and "Fréchet" in line and "--budget" in line and "\n" not in line
+    def forecast(cut, held):
+        return fit_forecast({"thresholds": {"validation_excess_cut": cut, "limited_by": "frechet"}}, np.array(held))
+
+    assert forecast([0.6, 0.3], [40, 40]) is None
+    assert fit_forecast({"regions": []}, np.array([80])) is None  # a method without learned thresholds
+    # one weak mode among strong ones: the modes together still drop, so no warning
+    assert forecast([0.6, 0.12, 0.5], [40, 40, 40]) is None
+    line = forecast([0.3, 0.12], [20, 60])  # together (0.3 * 20 + 0.12 * 60) / 80 = 16.5%
+    assert "16.5%" in line and "mode 2 least: 12.0%" in line and "Fréchet" in line and "--budget" in line and "\n" not in line
+    single = forecast([0.1], [37])
+    assert "the fitted region is predicted to remove only 10.0% of its excess" in single and "on 37 validation samples" in single
 
 
 def test_a_full_ledoit_wolf_gaussian_has_scipys_density_and_its_onnx_graph_the_same_scores():

@@ -67,22 +67,28 @@ def advice(method: str, spent: dict, result: dict) -> str:
             "the other latent method, or --method rejection (exact, but it needs the descriptor at sampling time)")
 
 
-#: a region predicted to cut less than this share of the excess is said before the proof's re-audit
+#: regions predicted to cut less than this share of the modes' excess are said before the proof's re-audit
 HOPELESS_CUT = 0.25
 
 
-def fit_forecast(fit: dict, held_in_mode: int) -> str | None:
+def fit_forecast(fit: dict, held_in_mode: np.ndarray) -> str | None:
     """A warning, before the proof spends its descriptor calls, when the fitted regions are predicted
-    (on validation samples no model trained on) to cut little of the modes' excess, else None."""
+    (on validation samples no model trained on; ``held_in_mode`` of them in each mode) to cut
+    little of the modes' excess together, else None. One weak mode among several is not enough:
+    the proof judges the modes together."""
     chosen = fit.get("thresholds") or {}
     cut = chosen.get("validation_excess_cut")
-    if not cut or min(cut) >= HOPELESS_CUT:
+    held = np.asarray(held_in_mode, np.float64)
+    if not cut or held.sum() == 0:
         return None
-    worst = int(np.argmin(cut))
+    total = float(np.dot(cut, held) / held.sum())  # each mode's cut, weighted by its share of the in-mode samples
+    if total >= HOPELESS_CUT:
+        return None
     limit = {"frechet": "the off-mode Fréchet limit", "max_draws": "--max-draws"}.get(chosen.get("limited_by"), "the model")
-    return (f"on {held_in_mode} validation samples in the modes, the fitted region of mode {worst + 1} is predicted to remove only "
-            f"{format_share(cut[worst])} of its excess (held back by {limit}); the proof's re-audit will likely not show a significant drop. "
-            "What would help: a larger --budget, the other latent method, or --method rejection (Ctrl-C now to change course)")
+    which = (f"the fitted regions are predicted to remove only {format_share(total)} of the modes' excess (mode {int(np.argmin(cut)) + 1} "
+             f"least: {format_share(min(cut))})" if len(cut) > 1 else f"the fitted region is predicted to remove only {format_share(total)} of its excess")
+    return (f"on {int(held.sum())} validation samples in the modes, {which} (held back by {limit}); the proof's re-audit will likely not show "
+            "a significant drop. What would help: a larger --budget, the other latent method, or --method rejection (Ctrl-C now to change course)")
 
 
 def descriptor_calls(data, spent: dict, result: dict) -> dict:
@@ -124,7 +130,7 @@ def calibrate(run_dir: str | Path, method: str = "is", out: str | Path | None = 
     spent = spend_budget(data, data.n if budget is None else int(budget), progress) if learns else {"budget": 0, "described": 0}
     with kept_until_replaced(out):  # an old calibrator file comes back if the fit or its proof fails
         header = build_calibrator(data, method, out, **options)
-        early = fit_forecast(header["fit"], int(data.near[split_of(data.indices) == 1].sum()))
+        early = fit_forecast(header["fit"], data.near[split_of(data.indices) == 1].sum(axis=0))
         if early and log is not None:
             log(f"warning: {early}")
         result = prove(data, out, proof_dir, overwrite=overwrite, device=device, progress=progress, resume=resume)
