@@ -5,8 +5,9 @@ average precision on the last ``--test`` draws, which no model saw. Prints one r
 and the gain per doubling of N.
 
 The labelled prior draws are the run's own samples (an audit saved with --save-embeddings), the
-calibration proof's plain draw when there is one, and ``--extra`` more prior draws described here
-(sample indices after the plain draw's, the run's seed; cached in --work, so a second run is quick).
+calibration proof's plain draw (described here, as calibrate would, if the run has none yet), and
+``--extra`` more prior draws described here (sample indices after the plain draw's, the run's
+seed; cached in --work, so a second run is quick).
 
     # the real DCGAN (audited with --embedder dlib --align fixed, |C| = 1e4), 5 modes
     python benchmarks/bench_region_curve.py RUN_DIR --modes 5 --extra 20000
@@ -25,22 +26,18 @@ import numpy as np
 
 
 def labelled(run: Path, extra: int, work: Path, modes: int):
-    """``(latents, near (k, modes), fit data)`` of the run's prior draws, its plain draw and ``extra``
-    new ones."""
+    """``(latents, near (k, modes), fit data)`` of the run's prior draws, the proof's plain draw and
+    ``extra`` new ones."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     from gancheck.calibrate.fitdata import embed_samples, load_fit_data
-    from gancheck.calibrate.proof import FLOOR_OFFSET
+    from gancheck.calibrate.proof import FLOOR_OFFSET, plain_draw
     from gancheck.calibrators.regions import described
     from gancheck.maths import pairwise_distance
 
     data = load_fit_data(run, modes=modes)
-    parts = [(data.indices, data.vectors)]
-    plain = run / "calibration-plain-draw.parquet"
-    if plain.is_file():
-        t = pq.read_table(plain).to_pydict()
-        parts.append((np.asarray(t["sample_index"], np.int64), np.asarray(t["embedding"], np.float32)))
+    parts = [(data.indices, data.vectors), plain_draw(data, None)]
     if extra:
         cache = work / f"{run.name}-extra-{extra}.parquet"
         if not cache.is_file():

@@ -161,7 +161,7 @@ def fit_mixture_region(data, max_draws: float, max_frechet: float | None = None)
     for name, mix in [("off", outside)] + [(str(m), mix) for m, mix in enumerate(inside)]:
         tensors.update({f"mixture_{name}_{key}": np.asarray(v, np.float64) for key, v in mix.items()})
     params = {"kind": "mixture", "components": int(k), "covariance": covariance, "against": against, "validation_average_precision": tried,
-              "max_draws": float(max_draws), "trained_on": {"run": int((split_of(data.indices) == 0).sum()),
+              "max_draws": float(max_draws), "trained_on": {"run": int((split == 0).sum()),
                                                        "budget_prior_draws": int(data.extra_from_prior.sum())},
               "score": f"log density ratio of the mode's {k}-component {covariance}-covariance Gaussian mixture over the {against}'s density"}
     return params, tensors, {"regions": figures, "thresholds": chosen}

@@ -109,7 +109,7 @@ def region_model(params: dict) -> str:
     """The fitted region model in words (gmm states its score; is names the family it selected)."""
     if params.get("score"):
         return params["score"]
-    chosen = f"{params.get('region')}"
+    chosen = str(params.get("region"))
     if params.get("selected_from"):
         chosen += f" (the best of {', '.join(params['selected_from'])} by {params.get('selection')})"
     return chosen
@@ -128,7 +128,7 @@ def excess_lines(result: dict) -> list[str]:
     for i, m in enumerate(result.get("modes") or []):
         lines.append(f"mode {i + 1} on fresh samples: {share(m['before'])} -> {share(m['after'])}; typical anchor {format_share(m['floor'])}; "
                      f"excess removed {removed(m['excess_removed'])}")
-    t, cost, spent = result.get("total"), result.get("cost") or {}, result.get("budget") or {}
+    t, cost = result.get("total"), result.get("cost") or {}
     if t and len(result.get("modes") or []) > 1:
         lines.append(f"modes together: {format_share(t['before'])} -> {format_share(t['after'])}; excess removed {removed(t['excess_removed'])}")
     if cost.get("descriptor_calls"):
