@@ -28,7 +28,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from gancheck.components import build_source_and_embedder  # noqa: E402
+from gancheck.inputs import build_inputs  # noqa: E402
 from gancheck.images import to_uint8  # noqa: E402
 from embedders.dlib_resnet import CHIP_SIZE, CHIP_TEMPLATE  # noqa: E402
 from embedders.face_align import fixed_crop  # noqa: E402
@@ -43,7 +43,7 @@ def load() -> str:
 
 
 def frames(n: int, batch: int = 256) -> np.ndarray:
-    source, _ = build_source_and_embedder(str(DCGAN), "pixel", batch_size=batch)
+    source, _ = build_inputs(str(DCGAN), "pixel", batch_size=batch)
     source.prepare(0)
     return np.concatenate([source.images(np.arange(i, min(n, i + batch))) for i in range(0, n, batch)])
 

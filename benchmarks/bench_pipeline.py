@@ -29,8 +29,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from gancheck.api import audit  # noqa: E402
-from gancheck.components import build_source_and_embedder  # noqa: E402
-from gancheck.run.audit import AuditConfig  # noqa: E402
+from gancheck.inputs import build_inputs  # noqa: E402
+from gancheck.run.config import AuditConfig  # noqa: E402
 from gancheck.sources.planted import DEMO_MODEL  # noqa: E402
 from gancheck.engine.accumulator import CollapseAccumulator  # noqa: E402
 
@@ -38,7 +38,7 @@ from gancheck.engine.accumulator import CollapseAccumulator  # noqa: E402
 def stage_times(generator: str, embedder: str, n: int, anchors: int, batch: int, **options) -> dict:
     """Each stage alone on the same n samples: generator, descriptor (on the generated images),
     statistics (on the vectors). ``options``: ``embedder_options``, ``device``."""
-    source, desc = build_source_and_embedder(generator, embedder, batch_size=batch, **options)
+    source, desc = build_inputs(generator, embedder, batch_size=batch, **options)
     source.prepare(0)
     idx = np.arange(n)
     t = time.perf_counter()

@@ -31,8 +31,8 @@ def labelled(run: Path, extra: int, work: Path, modes: int):
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from gancheck.calibrate.fitdata import embed_samples, load_fit_data
-    from gancheck.calibrate.proof import FLOOR_OFFSET, plain_draw
+    from gancheck.calibration.fitdata import embed_samples, load_fit_data
+    from gancheck.calibration.proof import FLOOR_OFFSET, plain_draw
     from gancheck.calibrators.regions import described
     from gancheck.maths import pairwise_distance
 

@@ -1,20 +1,14 @@
-"""Identity descriptors behind one registry.
+"""Embedders behind one registry: an embedder maps an image batch (float32, NHWC, RGB, values in
+[0, 1]) to identity descriptors, unit vectors.
 
-A descriptor maps an image batch (float32, NHWC, RGB, values in [0, 1]) to unit vectors.
-Adding one is one new file in this package that subclasses :class:`Embedder` and is decorated
-with :func:`register`; :func:`load_embedder` then finds it by name.
+A built-in embedder is one file in this package: an :class:`Embedder` subclass decorated with
+:func:`register`, imported below. A third-party embedder needs no edit here: its package declares an
+entry point in the group ``gancheck.embedders`` (``meanrgb = "my_package.embedder:MeanRGB"``), and
+:func:`load_embedder` finds it by that name.
 """
 
-from embedders.base import Embedder, available, load_embedder, register
+from embedders.base import EMBEDDERS, Embedder, available, load_embedder, register
 
-# Built-in descriptors register themselves on import.
-from embedders import pixel, onnx_model  # noqa: E402,F401
+from embedders import dlib_resnet, insightface_arcface, onnx_model, pixel  # noqa: E402,F401  (register the built-ins)
 
-for _optional in ("dlib_resnet", "insightface_arcface"):
-    try:
-        __import__(f"embedders.{_optional}")
-    except ModuleNotFoundError as exc:  # file not added yet
-        if exc.name != f"embedders.{_optional}":
-            raise
-
-__all__ = ["Embedder", "available", "load_embedder", "register"]
+__all__ = ["EMBEDDERS", "Embedder", "available", "load_embedder", "register"]

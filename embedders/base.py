@@ -1,4 +1,9 @@
-"""Base class and registry of identity descriptors."""
+"""The embedder base class and registry: an embedder turns an image into an identity descriptor.
+
+A third-party embedder subclasses :class:`Embedder` and is declared by an entry point in the group
+``gancheck.embedders`` (``meanrgb = "my_package.embedder:MeanRGB"``); ``--embedder meanrgb`` then
+finds it, and it is imported only when asked for.
+"""
 
 from __future__ import annotations
 
@@ -10,28 +15,27 @@ import numpy as np
 from gancheck.errors import GancheckError
 from gancheck.registry import Registry
 
-EMBEDDERS: Registry = Registry("identity descriptor")
-register = EMBEDDERS.register
-
 
 def available() -> list[str]:
+    """Names of every embedder, built-in or declared by an entry point (none is imported)."""
     return EMBEDDERS.names()
 
 
 def load_embedder(spec: str, device: str = "auto", threads: int | None = None, model_dir: str | None = None, **options) -> "Embedder":
-    """Build a descriptor from ``NAME`` or ``NAME:ARG`` (e.g. ``pixel``, ``onnx:model.onnx``).
+    """Build the embedder ``NAME`` or ``NAME:ARG`` (e.g. ``pixel``, ``onnx:model.onnx``, or a
+    plug-in's name).
 
-    ``options`` are keyword arguments of that descriptor's constructor; ``None`` values are dropped
-    so that CLI flags left unset keep the descriptor's defaults. ``device``, ``threads`` and
-    ``model_dir`` (GANCHECK_INSIGHTFACE_DIR may be set whatever descriptor is asked for) go only to
-    descriptors whose constructor takes them; any other option must be the descriptor's own.
+    ``options`` are keyword arguments of that embedder's constructor; ``None`` values are dropped
+    so that CLI flags left unset keep the embedder's defaults. ``device``, ``threads`` and
+    ``model_dir`` (GANCHECK_INSIGHTFACE_DIR may be set whatever embedder is asked for) go only to
+    embedders whose constructor takes them; any other option must be the embedder's own.
     """
     name, _, arg = spec.partition(":")
     cls = EMBEDDERS.get(name)
     if cls is None:
         raise GancheckError(
             f"unknown embedder {name!r}; choose one of: {', '.join(available())} "
-            "(an ONNX descriptor is given as onnx:PATH)"
+            "(any ONNX model is given as onnx:PATH; a package adds one through the entry point group gancheck.embedders)"
         )
     options = {k: v for k, v in options.items() if v is not None}
     params = inspect.signature(cls.__init__).parameters
@@ -71,6 +75,10 @@ class Embedder(ABC):
     def describe(self) -> dict:
         """Settings recorded in the run manifest (JSON-serialisable)."""
         return {"name": self.name}
+
+
+EMBEDDERS: Registry = Registry("embedder", group="gancheck.embedders", base=Embedder)
+register = EMBEDDERS.register
 
 
 def l2_normalise(x: np.ndarray) -> np.ndarray:

@@ -359,7 +359,7 @@ def cached_onnx(dat_path=None, kind: str = "resnet") -> Path:
 
 
 def export_descriptor(out, dat_path=None, fold_affine: bool = True) -> Path:
-    """Write dlib's descriptor graph to ``out`` (for ``gancheck export-descriptor dlib --out FILE``)."""
+    """Write dlib's descriptor graph to ``out`` (for ``gancheck export-embedder dlib --out FILE``)."""
     out = Path(out)
     model = build_resnet_onnx(dat_path, fold_affine=fold_affine)
     try:
@@ -401,7 +401,7 @@ class OnnxDescriptor:
     def describe_chips(self, chips: np.ndarray) -> np.ndarray:
         chips = np.asarray(chips)
         if chips.ndim != 4 or chips.shape[1:] != (CHIP_SIZE, CHIP_SIZE, 3):
-            raise GancheckError(f"dlib's descriptor takes 150x150 RGB chips (N, 150, 150, 3), got shape {chips.shape}")
+            raise GancheckError(f"dlib's embedder takes 150x150 RGB chips (N, 150, 150, 3), got shape {chips.shape}")
         out = [self.session.run(None, {DESCRIPTOR_INPUT: chips[i : i + self.batch].astype(np.float32)})[0]
                for i in range(0, len(chips), self.batch)]
         return np.concatenate(out) if out else np.zeros((0, 128), np.float32)

@@ -75,7 +75,7 @@ def model_dir() -> Path:
     (its ``__init__`` imports ``pkg_resources``, which recent setuptools no longer ships)."""
     spec = importlib.util.find_spec("face_recognition_models")
     if spec is None or not spec.submodule_search_locations:
-        raise GancheckError(f"the dlib descriptor needs the face-recognition-models package; run: {INSTALL_HINT}")
+        raise GancheckError(f"the dlib embedder needs the face-recognition-models package; run: {INSTALL_HINT}")
     folder = Path(list(spec.submodule_search_locations)[0]) / "models"
     missing = [f for f in MODEL_FILES if not (folder / f).is_file()]
     if missing:
@@ -87,7 +87,7 @@ def _import_dlib():
     try:
         import dlib
     except ImportError:
-        raise GancheckError(f"the dlib descriptor needs dlib; run: {INSTALL_HINT}") from None
+        raise GancheckError(f"the dlib embedder needs dlib; run: {INSTALL_HINT}") from None
     return dlib
 
 
@@ -273,7 +273,7 @@ class DlibEmbedder(Embedder):
     def __init__(self, align: str = "detect", frame: str = "arcface", device: str = "auto", threads: int | None = None,
                  engine: str = "onnx"):
         if align not in ALIGNS:
-            raise GancheckError(f"--align must be one of {', '.join(ALIGNS)} for the dlib descriptor, got {align!r}")
+            raise GancheckError(f"--align must be one of {', '.join(ALIGNS)} for the dlib embedder, got {align!r}")
         if frame not in FIXED_TEMPLATES:
             raise GancheckError(f"unknown face frame {frame!r}; choose one of {', '.join(FIXED_TEMPLATES)}")
         if engine not in ENGINES:
@@ -297,7 +297,7 @@ class DlibEmbedder(Embedder):
     def embed(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         images = np.asarray(images, dtype=np.float32)
         if images.ndim != 4 or images.shape[-1] != 3:
-            raise GancheckError(f"the dlib descriptor takes RGB image batches (N, H, W, 3), got shape {images.shape}")
+            raise GancheckError(f"the dlib embedder takes RGB image batches (N, H, W, 3), got shape {images.shape}")
         if len(images) == 0:
             return np.zeros((0, 128), dtype=np.float32), np.zeros(0, dtype=bool)
         if self.align == "fixed":

@@ -105,7 +105,7 @@ class InsightFaceEmbedder(Embedder):
         if pack not in PACK_FILES:
             raise GancheckError(f"unknown InsightFace pack {pack!r}; choose one of {', '.join(PACK_FILES)}")
         if align not in ("detect", "fixed"):
-            raise GancheckError(f"--align must be detect or fixed for the insightface descriptor, got {align!r}")
+            raise GancheckError(f"--align must be detect or fixed for the insightface embedder, got {align!r}")
         if frame not in FIXED_TEMPLATES:
             raise GancheckError(f"unknown face frame {frame!r}; choose one of {', '.join(FIXED_TEMPLATES)}")
         self.pack, self.align, self.frame = pack, align, frame
@@ -168,7 +168,7 @@ class InsightFaceEmbedder(Embedder):
     def embed(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         images = np.asarray(images, dtype=np.float32)
         if images.ndim != 4 or images.shape[-1] != 3:
-            raise GancheckError(f"the insightface descriptor takes RGB image batches (N, H, W, 3), got shape {images.shape}")
+            raise GancheckError(f"the insightface embedder takes RGB image batches (N, H, W, 3), got shape {images.shape}")
         if self.align == "fixed":
             crops = fixed_crop(images, self.template, self.size, self.frame)
             return l2_normalise(self.describe_crops(crops)), np.ones(len(images), dtype=bool)

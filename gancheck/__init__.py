@@ -4,15 +4,17 @@ The pipeline, in order (docs/architecture.md): sample latents and generate (:mod
 -> embed (:mod:`embedders`) -> accumulate statistics (:mod:`gancheck.engine`, the equations in
 :mod:`gancheck.maths`) into a run directory (:mod:`gancheck.run`) -> analyse it
 (:mod:`gancheck.analysis`) -> render it (:mod:`gancheck.render`); calibrate on top
-(:mod:`gancheck.calibrate`). :mod:`gancheck.api` is the Python API; :mod:`gancheck.cli` the CLI.
+(:mod:`gancheck.calibration`); :mod:`gancheck.audits` runs one audit straight through. :mod:`gancheck.api`
+is the Python API, each command a function also reached as ``gancheck.X``; :mod:`gancheck.cli` the CLI.
 """
 
 from gancheck.errors import GancheckError
 from gancheck.version import __version__
 
-# (calibrate is gancheck.api.calibrate: gancheck.calibrate is the calibration package)
-_API = ("audit", "compare", "open_run", "report", "sample_images")
-__all__ = ["GancheckError", "__version__", *_API]
+# every command is a function here with its name (gancheck.api); the calibration workflow's package is gancheck.calibration
+_API = ("audit", "calibrate", "compare", "coverage", "demo", "export_embedder", "export_descriptor", "ldr", "load_embedder",
+        "load_descriptor", "open_run", "report", "sample", "sample_images", "sweep", "theta")
+__all__ = ["GancheckError", "__version__", *(n for n in _API if n not in ("export_descriptor", "load_descriptor"))]
 
 
 def __getattr__(name: str):

@@ -1,96 +1,85 @@
-"""The Python API behind every CLI command: ``import gancheck; gancheck.audit("model.onnx")``.
+"""The Python API: every command of the CLI is a function here with the same name, and
+``gancheck.X`` is ``gancheck.api.X`` (``import gancheck; gancheck.audit("model.onnx")``).
 
-Each function runs the pipeline's steps in order (run -> analyse -> render) and returns plain data.
+Each function runs the pipeline's steps in order and returns plain data; the CLI only parses and
+prints.
 """
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
-from gancheck.calibrate import calibrate as fit_and_prove
+from embedders import load_embedder
 from gancheck.analysis.compare import compare_runs
 from gancheck.analysis.gates import Gate, evaluate
-from gancheck.analysis.report import enrich_report, merge_report
-from gancheck.analysis.verdict import before_after, with_verdict
-from gancheck.components import load_descriptor, sample_images
+from gancheck.analysis.report import analyse, load_run
+from gancheck.audits import audit, run_audit
+from gancheck.calibration import calibrate
+from gancheck.errors import GancheckError
 from gancheck.files import write_json
+from gancheck.inputs import sample_images
+from gancheck.options import parse_pairs
 from gancheck.render.html import write_html
 from gancheck.render.junit import gate_cases, write_junit
-from gancheck.run.audit import audit_into
-from gancheck.errors import GancheckError
-from gancheck.run.directory import load_report, open_run
-from gancheck.run.sweep import class_row, parse_sweep, sweep_table
 from gancheck.render.sweep import write_sweep_html
+from gancheck.run.directory import load_report, open_run
 from gancheck.run.fingerprint import measurement_difference
+from gancheck.run.sweep import class_row, parse_sweep, sweep_table
+from gancheck.sources.planted import DEMO_MODEL
 
-__all__ = ["audit", "calibrate", "compare", "coverage", "export_descriptor", "ldr", "load_descriptor", "open_run", "report",
-           "sample_images", "sweep"]
+__all__ = ["audit", "calibrate", "compare", "coverage", "demo", "export_embedder", "ldr", "load_embedder", "open_run", "report",
+           "sample", "sample_images", "sweep", "theta"]
 
 
-def export_descriptor(name: str, out: str | Path, model: str | Path | None = None) -> Path:
-    """Write descriptor ``name``'s network as an ONNX file ``out``, built from the local model file
+def export_embedder(name: str, out: str | Path, model: str | Path | None = None) -> Path:
+    """Write embedder ``name``'s network as an ONNX file ``out``, built from the local model file
     (``dlib``: dlib's ResNet from face-recognition-models' .dat, or the .dat given as ``model``)."""
     if name != "dlib":
-        raise GancheckError(f"cannot export descriptor {name!r}: only dlib's network is converted; use: export-descriptor dlib")
+        raise GancheckError(f"cannot export embedder {name!r}: only dlib's network is converted; use: export-embedder dlib")
     from embedders.dlib_onnx import export_descriptor as export_dlib
 
     return export_dlib(out, model)
 
 
-def audit(generator: str, n: int = 10_000, anchors: int = 1_000, seed: int = 0, embedder: str = "pixel",
-          out: str | Path | None = None, gates: list[Gate | str] | None = None, reference: str | Path | None = None,
-          junit: str | Path | None = None, html: bool = True, device: str = "auto", **options) -> dict:
-    """Audit ``generator`` and return the report dict (the content of report.json).
-
-    ``options`` are :func:`gancheck.run.audit.audit_into`'s (overwrite, resume, threads, progress,
-    generator_options, embedder_options, batch_size, calibrator, force, log, and the
-    :class:`gancheck.run.config.AuditConfig` fields: theta, radius, mccs_form, ...). With ``out``
-    the run directory is written in checkpointed shards and analysed; ``gates``
-    (``"mccs.mean>0.45"``) are evaluated into ``report["gates"]``; ``reference`` (a folder of real
-    images) adds precision, recall, density, coverage and the Fréchet distance; ``junit`` writes
-    one JUnit test case per gate; ``html`` writes report.html.
-    """
-    gates = [g if isinstance(g, Gate) else Gate.parse(g) for g in gates or []]
-    allow_inconclusive = options.pop("allow_inconclusive", False)
-
-    def finish(work: Path, report: dict) -> dict:
-        """Analyse and render the finished run before it is moved into place (run/audit.py): moving
-        it is the last step, so a run directory always holds its whole report.json and report.html."""
-        report = with_verdict(merge_report(report, enrich_report(work, reference_dir=reference, device=device)), work)
-        if gates:  # after enrichment, so confidence bounds (and verdict.collapse) can be gated
-            report["gates"] = evaluate(report, gates, allow_inconclusive=allow_inconclusive)
-        report = with_verdict(report, work)  # again: a failed gate decides the status
-        write_json(Path(work) / "report.json", report)
-        if html:
-            write_html(work, shown_dir=out)
-        return report
-
-    report = audit_into(generator, out, n=n, anchors=anchors, seed=seed, embedder=embedder, device=device,
-                        finish=finish if out is not None else None, **options)
-    if out is None and gates:
-        report["gates"] = evaluate(report, gates, allow_inconclusive=allow_inconclusive)
-    if junit:
-        write_junit(junit, "gancheck.audit", gate_cases(report.get("gates", [])), {"generator": str(generator)})
-    return report
+def export_descriptor(name: str, out: str | Path, model: str | Path | None = None) -> Path:
+    """Deprecated name of :func:`export_embedder` (kept for one release)."""
+    warnings.warn("gancheck.export_descriptor is now gancheck.export_embedder", DeprecationWarning, stacklevel=2)
+    return export_embedder(name, out, model)
 
 
-def calibrate(run_dir: str | Path, method: str = "is", device: str = "auto", **options) -> dict:
-    """Fit a ``method`` calibrator on the audit in ``run_dir``, prove it by a re-audit and return
-    the before/after figures (see :func:`gancheck.calibrate.calibrate`), with ``change``: what
-    changed, led by the targeted modes (:func:`gancheck.analysis.verdict.before_after`); the
-    re-audit's run directory is analysed and rendered like any audit's."""
-    result = fit_and_prove(run_dir, method=method, device=device, **options)
-    proof = Path(result["proof_run"])
-    after = with_verdict(merge_report(load_report(proof), enrich_report(proof, device=device)), proof)
-    write_json(proof / "report.json", after)
-    write_html(proof, before=run_dir)
-    return dict(result, change=before_after(run_dir, proof, load_report(run_dir), after))
+def load_descriptor(spec: str, **options):
+    """Deprecated name of :func:`load_embedder` (kept for one release)."""
+    warnings.warn("gancheck.load_descriptor is now gancheck.load_embedder", DeprecationWarning, stacklevel=2)
+    return load_embedder(spec, **options)
+
+
+def demo(out: str | Path = "gancheck-demo", n: int | str = 20_000, anchors: int | str = 1_000, **options) -> dict:
+    """Audit the generator that ships with the package (6% of its draws collapse onto one image)."""
+    return audit(str(DEMO_MODEL), out, n=n, anchors=anchors, **options)
+
+
+def theta(pairs_dir: str | Path, embedder: str = "dlib", **options) -> dict:
+    """Estimate an embedder's theta and r from labelled image pairs (:func:`gancheck.analysis.thresholds.estimate_from_folder`;
+    ``options``: align, insightface_dir, device, threads)."""
+    from gancheck.analysis.thresholds import build_embedder, estimate_from_folder
+
+    model = build_embedder(embedder, options.get("align"), options.get("insightface_dir"), options.get("device", "auto"), options.get("threads"))
+    return estimate_from_folder(pairs_dir, model)
+
+
+def sample(generator: str, out: str | Path = "samples.png", n: int = 64, columns: int | None = None, **options) -> Path:
+    """Write a PNG grid of samples ``0..n-1`` of the (calibrated) generator; ``options`` are
+    :func:`gancheck.inputs.sample_images`'s."""
+    from gancheck.render.images import save_grid
+
+    return save_grid(sample_images(generator, n=n, **options), out, columns)
 
 
 def report(run_dir: str | Path, before: str | Path | None = None, reference: str | Path | None = None,
            out: str | Path | None = None, gates: list[Gate | str] | None = None, junit: str | Path | None = None,
-           overwrite: bool = False, force: bool = False, allow_inconclusive: bool = False) -> dict:
-    """Re-render ``run_dir``'s report.html (or ``out``) and gate the run; returns
+           overwrite: bool = False, force: bool = False, allow_inconclusive: bool = False, device: str = "auto") -> dict:
+    """Re-render ``run_dir``'s report.html (or ``out``) and gate the finished run; returns
     ``{"html": path, "gates": results, "verdict": verdict}``. Of report.json only ``verdict`` is
     rewritten: the verdict of this report, against these gates."""
     gates = [g if isinstance(g, Gate) else Gate.parse(g) for g in gates or []]
@@ -100,22 +89,36 @@ def report(run_dir: str | Path, before: str | Path | None = None, reference: str
     if differs and not force:
         raise GancheckError(f"--before {before} was measured differently from {run_dir} ({differs}); audit both the same "
                             "way, or pass --force to show them side by side anyway")
-    extra = enrich_report(run_dir, reference_dir=reference)
-    stored = load_report(run_dir)
-    merged = with_verdict(merge_report(stored, extra), run_dir)
-    results = evaluate(merged, gates, allow_inconclusive=allow_inconclusive) if gates else []
-    if gates:
-        extra["gates"] = results  # the page's verdict is against these gates
-    extra["verdict"] = with_verdict(merge_report(stored, extra), run_dir)["verdict"]
-    if stored.get("verdict") != extra["verdict"]:
+    run = load_run(run_dir)
+    source = _open_source(run_dir, device)
+    analysis = analyse(run, reference_dir=reference, gates=gates, allow_inconclusive=allow_inconclusive, device=device)
+    verdict = analysis.report["verdict"]
+    if run.report.get("verdict") != verdict:
         try:
-            write_json(Path(run_dir) / "report.json", dict(stored, verdict=extra["verdict"]))
+            write_json(Path(run_dir) / "report.json", dict(run.report, verdict=verdict))
         except OSError:
             pass  # a read-only run (rendered elsewhere with --out) keeps its report.json; the page shows the verdict
-    path = write_html(run_dir, before=before, out=out, extra=extra)
+    change = None
+    if before is not None:
+        from gancheck.analysis.verdict import before_after
+
+        change = before_after(before, run_dir, load_report(before), analysis.report)
+    path = write_html(Path(out) if out is not None else run.path / "report.html", analysis, source,
+                      before=load_run(before) if before is not None else None, change=change)
+    results = analysis.report.get("gates", [])
     if junit is not None:
         write_junit(junit, "gancheck.report", gate_cases(results), {"run": Path(run_dir).resolve(), "report_html": path.resolve()})
-    return {"html": path, "gates": results, "verdict": extra["verdict"]}
+    return {"html": path, "gates": results, "verdict": verdict}
+
+
+def _open_source(run_dir: str | Path, device: str):
+    """A finished run's generator, reopened to regenerate the page's images, or why it cannot be."""
+    try:
+        return open_run(run_dir, device=device)[1]
+    except GancheckError as exc:
+        return f"Images could not be regenerated: {exc}"
+    except Exception as exc:  # the generator file moved or its runtime is missing: the report still renders
+        return f"Images could not be regenerated ({type(exc).__name__}: {exc}); keep the generator at the path in manifest.json to see them."
 
 
 def compare(run_a: str | Path, run_b: str | Path, **options) -> dict:
@@ -127,25 +130,23 @@ def sweep(generator: str, sweep: str, out: str | Path | None = None, gates: list
           junit: str | Path | None = None, **options) -> dict:
     """Audit a conditional generator class by class (``sweep``: ``"label=onehot:10"`` or
     ``"label=values:0,1,2"``): one run per class in ``out/class-LABEL`` with the same seeds and
-    descriptor, then the ranking table (:func:`gancheck.run.sweep.sweep_table`), written to
+    embedder, then the ranking table (:func:`gancheck.run.sweep.sweep_table`), written to
     ``out/sweep.json`` and ``out/report.html``; ``gates`` are evaluated on the table
     (``"max_class.mccs.mean>0.3"``, ``"classes.3.worst_mode.mccs>0.5"``). ``options`` are :func:`audit`'s."""
-    import pyarrow.parquet as pq
-
     name, values = parse_sweep(sweep)
     if out is None:
         raise GancheckError("--sweep needs a run directory (--out) for its classes' runs")
     gates = [g if isinstance(g, Gate) else Gate.parse(g) for g in gates or []]
     generator_options = dict(options.pop("generator_options", None) or {})
-    fixed = dict(generator_options.get("inputs") or {})
+    fixed = dict(parse_pairs(options.pop("inputs", None), "--input"), **(generator_options.get("inputs") or {}))
     if name in fixed:
         raise GancheckError(f"--sweep sets input {name!r}, which --input also fixes; drop one of them")
     rows, scores = [], {}
     for value in values:
         run = Path(out) / f"class-{value.label}"
-        report = audit(generator, out=run, generator_options=dict(generator_options, inputs=dict(fixed, **{name: value.text})), **options)
-        rows.append(class_row(value.label, value.text, report))
-        scores[value.label] = pq.read_table(run / "anchors.parquet", columns=["mccs"]).column("mccs").to_numpy()
+        done = run_audit(generator, run, generator_options=dict(generator_options, inputs=dict(fixed, **{name: value.text})), **options)
+        rows.append(class_row(value.label, value.text, done.report))
+        scores[value.label] = done.analysis.run.mccs
     table = sweep_table(name, rows)
     if gates:
         table["gates"] = evaluate(table, gates)
@@ -164,7 +165,6 @@ def coverage(generator: str, reference: str | Path, n: int = 10_000, seed: int =
     (:func:`gancheck.analysis.coverage.measure_coverage`; ``options`` are its keywords). With ``out``
     writes coverage.json and (``html``) coverage.html there, each whole or not at all."""
     from gancheck.analysis.coverage import measure_coverage
-    from gancheck.errors import GancheckError
     from gancheck.render.coverage import write_coverage_html
 
     result = measure_coverage(generator, reference, n=n, seed=seed, embedder=embedder, **options)
@@ -191,7 +191,6 @@ def ldr(discriminators: list[str | Path], data: str | Path, out: str | Path | No
     import numpy as np
 
     from gancheck.analysis.ldr import diagnose, sampling_weights
-    from gancheck.errors import GancheckError
 
     for path, flag in ((out, "--out"), (weights_out, "--weights-out"), (html, "--html")):
         if path is not None and Path(path).is_dir():

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The main job on a fresh machine: install gancheck with the dlib face descriptor, export the real
+# The main job on a fresh machine: install gancheck with the dlib face embedder, export the real
 # DCGAN face generator shipped in PyPI gan-face-generate to ONNX, and audit it (a few minutes on
 # 2 CPU cores: dlib's descriptor runs as an ONNX graph built from its own .dat file, so |C| = 1e4
 # takes about what |C| = 3000 took with dlib's own code). torch==2.13.0 is the CPU build, needed

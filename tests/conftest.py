@@ -1,3 +1,4 @@
+import json
 import os
 import subprocess
 import sys
@@ -30,3 +31,39 @@ def audited_run(model, out, *args):
     proc = run_cli("audit", model, "--out", out, *args, "--save-embeddings")
     assert proc.returncode == 0, proc.stderr
     return out
+
+
+def audited_run_in_process(model, out, **options):
+    """In-process twin of :func:`audited_run`: ``gancheck.audit(model, out=out, save_embeddings=True, **options)``
+    (``options`` are the audit's Python keywords); returns ``out``."""
+    import gancheck
+
+    gancheck.audit(str(model), out=out, save_embeddings=True, **options)
+    return out
+
+
+REPORT_SCHEMA = ROOT / "docs" / "report.schema.json"
+
+
+def report_errors(report: dict) -> list[str]:
+    """Where ``report`` breaks the published report.json schema (docs/report.schema.json)."""
+    import jsonschema
+
+    validator = jsonschema.Draft202012Validator(json.loads(REPORT_SCHEMA.read_text()))
+    return [f"{'.'.join(map(str, e.absolute_path)) or '(top)'}: {e.message}" for e in validator.iter_errors(report)]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def every_report_the_tests_write_matches_the_schema(tmp_path_factory):
+    """After the session: each report.json any test wrote (in process or through the CLI) is valid
+    against the published schema; damaged files that tests write on purpose are not JSON and are passed over."""
+    yield
+    bad = []
+    for path in sorted(tmp_path_factory.getbasetemp().rglob("report.json")):
+        try:
+            report = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(report, dict) and report.get("n_samples") is not None:
+            bad += [f"{path}: {e}" for e in report_errors(report)[:1]]
+    assert not bad, "reports that break docs/report.schema.json:\n" + "\n".join(bad[:10])

@@ -8,7 +8,8 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from conftest import audited_run, run_cli
+import gancheck
+from conftest import audited_run_in_process, run_cli
 from gancheck.sources.planted import build_planted_generator, in_planted_region
 from gancheck.sources.latents import LatentPrior
 
@@ -16,7 +17,7 @@ FRACTION = 0.15
 SEED = 3
 N = 20_000
 # 8x8 pixel descriptor: the planted image is still found exactly, and statistics stay cheap.
-RUN_ARGS = ["--n", str(N), "--anchors", "200", "--seed", str(SEED), "--embedder-opt", "size=8", "--quiet"]
+RUN_OPTIONS = dict(n=N, anchors=200, seed=SEED, embedder_opts=["size=8"])
 
 
 @pytest.fixture(scope="module")
@@ -26,22 +27,22 @@ def planted15(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def planted_run(planted15, tmp_path_factory):
-    return audited_run(planted15, tmp_path_factory.mktemp("run15") / "run", *RUN_ARGS)
+    return audited_run_in_process(planted15, tmp_path_factory.mktemp("run15") / "run", **RUN_OPTIONS)
 
 
 @pytest.fixture(scope="module")
 def calibrations(planted_run, tmp_path_factory):
-    """Each method's calibrate run: (calibration.json as printed, calibrator file)."""
+    """Each method's calibrate run: (its result as calibration.json holds it, calibrator file, proof run)."""
     done = {}
 
     def get(method):
         if method not in done:
             d = tmp_path_factory.mktemp(f"cal-{method}")
             # "gmm-cells": Alg. 1 over K-means cells; is and gmm otherwise learn regions with a descriptor budget
-            args = ["--method", "gmm", "--region", "cells"] if method == "gmm-cells" else ["--method", method, "--budget", "4000"]
-            proc = run_cli("calibrate", planted_run, *args, "--out", d / "cal.safetensors", "--proof-dir", d / "proof", "--json", "--quiet")
-            assert proc.returncode == 0, proc.stderr
-            done[method] = (json.loads(proc.stdout), d / "cal.safetensors", d / "proof")
+            options = dict(method="gmm", region="cells") if method == "gmm-cells" else dict(method=method, budget=4000)
+            result = gancheck.calibrate(planted_run, **options, out=d / "cal.safetensors", proof_dir=d / "proof")
+            # the figures as calibration.json (and `calibrate --json`) hold them: JSON values, without the change summary
+            done[method] = (json.loads(json.dumps({k: v for k, v in result.items() if k != "change"})), d / "cal.safetensors", d / "proof")
         return done[method]
 
     return get
@@ -61,7 +62,7 @@ def ordinary_share(run_dir):
 
 @pytest.mark.parametrize("method", ["gmm", "gmm-cells", "is", "rejection"])
 def test_calibration_removes_most_of_the_planted_excess(method, planted15, planted_run, calibrations):
-    from gancheck.components import calibrated_generator
+    from gancheck.inputs import calibrated_generator
 
     result, path, proof = calibrations(method)
     idx = np.arange(N if method != "rejection" else 4000)
@@ -232,7 +233,7 @@ def test_hull_region_is_refused_for_large_latents(planted_run, tmp_path):
 
 
 def test_modes_option_takes_the_top_distinct_modes(planted_run):
-    from gancheck.calibrate.fitdata import load_fit_data
+    from gancheck.calibration.fitdata import load_fit_data
     from gancheck.maths import angular_distance, normalise64
 
     data = load_fit_data(planted_run, modes=3)
@@ -248,12 +249,10 @@ def test_sample_writes_a_png_grid_through_the_calibrator(planted15, calibrations
     from PIL import Image
 
     _, path, _ = calibrations("is")
-    proc = run_cli("sample", planted15, "--calibrator", path, "--n", "64", "--out", tmp_path / "grid.png", "--seed", "1")
-    assert proc.returncode == 0, proc.stderr
+    assert gancheck.sample(str(planted15), calibrator=path, n=64, out=tmp_path / "grid.png", seed=1) == tmp_path / "grid.png"
     img = np.asarray(Image.open(tmp_path / "grid.png"))
     assert img.shape == (8 * 34 - 2, 8 * 34 - 2, 3)
-    plain = run_cli("sample", planted15, "--n", "64", "--out", tmp_path / "plain.png", "--seed", "1", "--columns", "16")
-    assert plain.returncode == 0, plain.stderr
+    gancheck.sample(str(planted15), n=64, out=tmp_path / "plain.png", seed=1, columns=16)
     assert np.asarray(Image.open(tmp_path / "plain.png")).shape == (4 * 34 - 2, 16 * 34 - 2, 3)
 
     def planted_tiles(png, cols):
@@ -269,7 +268,7 @@ def test_sample_writes_a_png_grid_through_the_calibrator(planted15, calibrations
 
 def test_calibrate_exits_one_when_the_dense_share_does_not_drop(tmp_path):
     model = build_planted_generator(tmp_path / "none.onnx", fraction=1e-9)  # nothing planted
-    assert run_cli("audit", model, "--out", tmp_path / "run", "--n", "3000", "--anchors", "100", "--quiet").returncode == 0
+    gancheck.audit(str(model), out=tmp_path / "run", n=3000, anchors=100)
     # at r0 = 0.01 no sample lies near the "worst" mode: there is no dense share to lower
     proc = run_cli("calibrate", tmp_path / "run", "--method", "gmm", "--region", "cells", "--r0", "0.01", "--out", tmp_path / "c.safetensors", "--quiet")
     assert proc.returncode == 1, proc.stderr
@@ -313,7 +312,7 @@ def test_calibrated_stream_draws_each_prior_kind_from_its_own_law(kind):
 
 
 def test_a_drop_counts_only_beyond_sampling_noise():
-    from gancheck.calibrate.proof import DROP_Z, share_drop_z
+    from gancheck.calibration.proof import DROP_Z, share_drop_z
 
     assert share_drop_z(0.15, 20_000, 0.05, 20_000) > 30
     assert share_drop_z(0.026, 3000, 0.023, 3000) < DROP_Z  # within noise at this size
@@ -322,7 +321,7 @@ def test_a_drop_counts_only_beyond_sampling_noise():
 
 
 def test_the_weighted_plain_draw_estimate_matches_float64_brute_force():
-    from gancheck.calibrate.proof import weighted_excess
+    from gancheck.calibration.proof import weighted_excess
 
     rng = np.random.default_rng(3)
     near = rng.random((4000, 3)) < np.array([0.05, 0.03, 0.02])

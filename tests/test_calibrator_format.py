@@ -140,8 +140,8 @@ np.save(dest, sample(header, tensors, a, seed, np.arange(first, first + count, d
 @pytest.fixture(scope="module")
 def files(tmp_path_factory):
     """A planted generator, an audit of it, and one calibrator file per method (fitted without the proof)."""
-    from gancheck.calibrate.build import build_calibrator
-    from gancheck.calibrate.fitdata import load_fit_data
+    from gancheck.calibration.build import build_calibrator
+    from gancheck.calibration.fitdata import load_fit_data
 
     d = tmp_path_factory.mktemp("format")
     model = build_planted_generator(d / "planted.onnx", fraction=FRACTION)
@@ -187,7 +187,7 @@ def test_sampling_from_the_document_alone_matches_gancheck(method, files, tmp_pa
 
 
 def test_rejection_sampling_from_the_document_alone_matches_gancheck(files, tmp_path):
-    from gancheck.components import calibrated_generator
+    from gancheck.inputs import calibrated_generator
 
     ours = reference_sample(files["rejection"], 9, 0, 600, tmp_path, generator=files["model"])
     source = calibrated_generator(str(files["model"]), files["rejection"], seed=9)

@@ -17,7 +17,7 @@ from gancheck.version import __version__
 
 from gancheck.cli import app as APP
 
-COMMANDS = tuple(c.name for c in APP.registered_commands)  # every command, those added later too
+COMMANDS = tuple(c.name for c in APP.registered_commands if not c.hidden)  # every command, those added later too
 WIDE = {"COLUMNS": "200"}  # Rich wraps help at the terminal width; a wide one keeps each option on one line
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
@@ -167,7 +167,7 @@ def test_terminal_shows_notice_on_its_own_line_then_summary_with_verdict(planted
 
 
 def test_numbers_follow_one_rule():
-    from gancheck.numbers import format_change, format_count, format_interval, format_number, format_p, format_share
+    from gancheck.formatting import format_change, format_count, format_interval, format_number, format_p, format_share
 
     assert [format_number(x) for x in (0.41234, 0.13081234567, 2.0, 1234.5, -0.0005481, None, float("inf"))] == \
         ["0.412", "0.131", "2.00", "1,234", "-0.000548", "n/a", "inf"]
@@ -221,7 +221,7 @@ def test_terminal_summary_prints_the_verdict(capsys, tmp_path):
 
 
 def test_fit_outlook_predicts_a_hopeless_is_fit():
-    from gancheck.calibrate.fitdata import fit_outlook
+    from gancheck.calibration.fitdata import fit_outlook
 
     warning = fit_outlook("is", "linear", [47], 1800, 100)
     assert "47 within r0" in warning and "100-dimensional" in warning and "--method rejection" in warning and "--n 6,600" in warning

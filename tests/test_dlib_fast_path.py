@@ -166,12 +166,14 @@ def test_describe_records_engine_and_model_hashes():
         load_embedder("dlib", align="mtcnn")
 
 
-def test_export_descriptor_cli_writes_the_graph(tmp_path):
+def test_export_embedder_cli_writes_the_graph_and_the_old_name_still_works_with_a_notice(tmp_path):
     import onnxruntime as ort
 
     out = tmp_path / "dlib_resnet.onnx"
-    done = run_cli("export-descriptor", "dlib", "--out", out)
+    done = run_cli("export-embedder", "dlib", "--out", out)
     assert done.returncode == 0, done.stderr
+    old = run_cli("export-descriptor", "dlib", "--out", tmp_path / "old.onnx")
+    assert old.returncode == 0 and "export-embedder" in old.stderr and (tmp_path / "old.onnx").read_bytes() == out.read_bytes()
     chips = np.random.default_rng(0).integers(0, 256, (3, 150, 150, 3)).astype(np.float32)
     got = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"]).run(None, {"chips": chips})[0]
     ref = dlib.face_recognition_model_v1(str(model_path("resnet"))).compute_face_descriptor(list(chips.astype(np.uint8)))

@@ -8,8 +8,11 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
+import pytest
 
+import gancheck
 from conftest import run_cli
+from gancheck.errors import GancheckError
 
 PROGRAM = Path(__file__).parent / "fixtures" / "npy_generator.py"
 
@@ -27,10 +30,8 @@ def _m(run: Path) -> np.ndarray:
 
 
 def test_program_audit_equals_the_onnx_file_bitwise(planted_onnx, tmp_path):
-    r = run_cli("audit", _cmd(planted_onnx), "--latent-shape", "32", "--n", "1000", "--anchors", "48", "--out", tmp_path / "cmd", "--quiet")
-    assert r.returncode == 0, r.stderr
-    d = run_cli("audit", planted_onnx, "--n", "1000", "--anchors", "48", "--out", tmp_path / "onnx", "--quiet")
-    assert d.returncode == 0, d.stderr
+    gancheck.audit(_cmd(planted_onnx), latent_shape="32", n=1000, anchors=48, out=tmp_path / "cmd")
+    gancheck.audit(str(planted_onnx), n=1000, anchors=48, out=tmp_path / "onnx")
     assert np.array_equal(_m(tmp_path / "cmd"), _m(tmp_path / "onnx"))
     a, b = (json.loads((tmp_path / x / "report.json").read_text()) for x in ("cmd", "onnx"))
     assert a["mccs"]["mean"] == b["mccs"]["mean"] and a["worst_mode"] == b["worst_mode"]
@@ -43,10 +44,8 @@ def test_program_that_exits_stops_with_one_line_and_resumes(planted_onnx, tmp_pa
     assert [line for line in r.stderr.splitlines() if "error" in line].__len__() == 1 and "Traceback" not in r.stderr
     kept = json.loads((tmp_path / ".run.partial" / "state.json").read_text())["shards"]
     assert len(kept) >= 2  # the anchors and at least one collection shard survived
-    r = run_cli("audit", _cmd(planted_onnx), *args, "--resume")
-    assert r.returncode == 0, r.stderr
-    d = run_cli("audit", planted_onnx, "--n", "2000", "--anchors", "48", "--out", tmp_path / "onnx", "--shard-size", "500", "--quiet")
-    assert d.returncode == 0, d.stderr
+    gancheck.audit(_cmd(planted_onnx), latent_shape="32", n=2000, anchors=48, out=tmp_path / "run", shard_size=500, resume=True)
+    gancheck.audit(str(planted_onnx), n=2000, anchors=48, out=tmp_path / "onnx", shard_size=500)
     assert np.array_equal(_m(tmp_path / "run"), _m(tmp_path / "onnx"))
 
 
@@ -59,8 +58,9 @@ def test_program_writing_garbage_or_hanging_is_one_line(planted_onnx, tmp_path):
     assert r.returncode == 2 and "no answer within --timeout 3 s" in r.stderr and len(r.stderr.strip().splitlines()) == 1
 
 
-def test_missing_program_or_latent_shape_is_one_line(tmp_path):
-    r = run_cli("audit", "cmd:./no-such-generator --batch", "--latent-shape", "8", "--out", tmp_path / "a", "--quiet")
-    assert r.returncode == 2 and "no-such-generator" in r.stderr and "not found" in r.stderr
-    r = run_cli("audit", _cmd("x.onnx"), "--out", tmp_path / "b", "--quiet")
-    assert r.returncode == 2 and "--latent-shape" in r.stderr
+def test_missing_program_or_latent_shape_is_refused(tmp_path):
+    with pytest.raises(GancheckError, match="no-such-generator") as missing:
+        gancheck.audit("cmd:./no-such-generator --batch", latent_shape="8", out=tmp_path / "a")
+    assert "not found" in str(missing.value)
+    with pytest.raises(GancheckError, match="--latent-shape"):
+        gancheck.audit(_cmd("x.onnx"), out=tmp_path / "b")

@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from conftest import run_cli
-from gancheck.numbers import format_number  # the report's one formatting rule
+from gancheck.formatting import format_number  # the report's one formatting rule
 
 NASTY = 'gen<b>&"x\'.onnx'  # a model file name that is also HTML
 
@@ -67,7 +67,7 @@ def test_report_shows_verdict_figures_and_gates(run_dir, page):
 def test_report_before_after_and_reference_set(run_dir, planted_onnx, tmp_path):
     from gancheck import api
     from gancheck.sources.planted import build_planted_generator
-    from gancheck.render.html import enrich_report
+    from gancheck.analysis.report import analyse, load_run
 
     calm = build_planted_generator(tmp_path / "calm.onnx", fraction=0.01)
     api.audit(str(calm), n=2000, anchors=200, seed=1, out=tmp_path / "after")
@@ -80,8 +80,7 @@ def test_report_before_after_and_reference_set(run_dir, planted_onnx, tmp_path):
     assert proc.returncode == 0, proc.stderr
     page = (tmp_path / "r.html").read_text()
     assert "before and after calibration" in page and "precision / recall" in page
-    extra = enrich_report(tmp_path / "after", reference_dir=real)
-    ref = extra["reference"]
+    ref = analyse(load_run(tmp_path / "after"), reference_dir=real).report["reference"]
     assert ref["embedded"] == 60 and all(0 <= ref[k] <= 1 for k in ("precision", "recall", "coverage"))
     assert ref["recall"] > 0.5  # real images drawn from the same generator are mostly recalled
 

@@ -12,6 +12,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
+import gancheck
 from conftest import run_cli
 
 sys.path.insert(0, str(Path(__file__).parent / "fixtures"))
@@ -21,7 +22,7 @@ from kserve_onnx import free_port, start_server, stop_server  # noqa: E402
 from gancheck.errors import GancheckError  # noqa: E402
 from gancheck.sources.http import InferenceServerGenerator, decode_v2, encode_v2  # noqa: E402
 
-N, ANCHORS = "1200", "64"
+N, ANCHORS = 1200, 64
 
 
 @pytest.fixture(scope="module")
@@ -35,13 +36,11 @@ def _m(run: Path) -> np.ndarray:
     return pq.read_table(run / "anchors.parquet").column("m").to_numpy()
 
 
-def test_audit_over_http_equals_the_onnx_file_bitwise(server, planted_onnx, tmp_path):
-    env = {"GANCHECK_HTTP_TOKEN": "secret-token-123"}
-    http = run_cli("audit", server, "--n", N, "--anchors", ANCHORS, "--out", tmp_path / "http", "--concurrency", "3",
-                   "--batch-size", "96", "--quiet", env=env)
-    assert http.returncode == 0, http.stderr
-    direct = run_cli("audit", planted_onnx, "--n", N, "--anchors", ANCHORS, "--out", tmp_path / "direct", "--quiet")
-    assert direct.returncode == 0, direct.stderr
+def test_audit_over_http_equals_the_onnx_file_bitwise(server, planted_onnx, tmp_path, monkeypatch):
+    monkeypatch.setenv("GANCHECK_HTTP_TOKEN", "secret-token-123")
+    gancheck.audit(server, n=N, anchors=ANCHORS, out=tmp_path / "http", concurrency=3, batch_size=96)
+    monkeypatch.delenv("GANCHECK_HTTP_TOKEN")
+    gancheck.audit(str(planted_onnx), n=N, anchors=ANCHORS, out=tmp_path / "direct")
     a, b = (json.loads((tmp_path / d / "report.json").read_text()) for d in ("http", "direct"))
     assert a["mccs"]["mean"] == b["mccs"]["mean"] and a["mccs"]["std"] == b["mccs"]["std"]
     assert np.array_equal(_m(tmp_path / "http"), _m(tmp_path / "direct"))
@@ -59,6 +58,7 @@ def test_binary_and_json_requests_give_the_same_images(server):
 def test_killed_server_is_resumed_with_the_same_numbers_without_asking_twice(planted_onnx, tmp_path):
     log, port = tmp_path / "server.log", free_port()
     proc, url = start_server(planted_onnx, log, port=port)
+    options = dict(n=3000, anchors=ANCHORS, out=tmp_path / "run", shard_size=500, batch_size=50, retries=1, timeout=5)
     args = ["audit", url, "--n", "3000", "--anchors", ANCHORS, "--out", tmp_path / "run", "--shard-size", "500",
             "--batch-size", "50", "--quiet", "--retries", "1", "--timeout", "5"]
     import subprocess, os, time  # noqa: E401
@@ -76,12 +76,10 @@ def test_killed_server_is_resumed_with_the_same_numbers_without_asking_twice(pla
     assert len(lines) == 1 and url in lines[0] and "Traceback" not in err
     proc, url = start_server(planted_onnx, log, port=port)
     try:
-        resumed = run_cli(*args, "--resume")
+        gancheck.audit(url, **options, resume=True)
     finally:
         stop_server(proc)
-    assert resumed.returncode == 0, resumed.stderr
-    direct = run_cli("audit", planted_onnx, "--n", "3000", "--anchors", ANCHORS, "--out", tmp_path / "direct", "--shard-size", "500", "--quiet")
-    assert direct.returncode == 0, direct.stderr
+    gancheck.audit(str(planted_onnx), n=3000, anchors=ANCHORS, out=tmp_path / "direct", shard_size=500)
     assert np.array_equal(_m(tmp_path / "run"), _m(tmp_path / "direct"))
     # Each answered request is one cache file: an index in two files would be a sample paid twice.
     cached = [i for f in (tmp_path / "run" / "cache").rglob("*.npz") for i in np.load(f)["index"]]
@@ -171,35 +169,32 @@ def _template(tmp_path, name, **template) -> Path:
     return path
 
 
-def test_json_service_with_a_template_equals_the_onnx_file(json_service, planted_onnx, tmp_path):
+def test_json_service_with_a_template_equals_the_onnx_file(json_service, planted_onnx, tmp_path, monkeypatch):
     t = _template(tmp_path, "arrays", body={"z": "$latents"}, images="result.images", latent_shape=[32])
-    r = run_cli("audit", f"{json_service}/generate", "--request-template", t, "--n", "400", "--anchors", "32", "--out",
-                tmp_path / "json", "--concurrency", "2", "--batch-size", "100", "--quiet", "--token-env", "SERVICE_TOKEN",
-                env={"SERVICE_TOKEN": TOKEN})
-    assert r.returncode == 0, r.stderr
-    d = run_cli("audit", planted_onnx, "--n", "400", "--anchors", "32", "--out", tmp_path / "onnx", "--quiet")
-    assert d.returncode == 0, d.stderr
+    monkeypatch.setenv("SERVICE_TOKEN", TOKEN)
+    gancheck.audit(f"{json_service}/generate", request_template=t, n=400, anchors=32, out=tmp_path / "json", concurrency=2,
+                   batch_size=100, token_env="SERVICE_TOKEN")
+    monkeypatch.delenv("SERVICE_TOKEN")
+    gancheck.audit(str(planted_onnx), n=400, anchors=32, out=tmp_path / "onnx")
     assert np.array_equal(_m(tmp_path / "json"), _m(tmp_path / "onnx"))
     assert not any(f.is_file() and TOKEN.encode() in f.read_bytes() for f in (tmp_path / "json").rglob("*"))
     png = _template(tmp_path, "png", body={"z": "$latents"}, images="images", latent_shape=[32], image_encoding="png_base64")
-    r = run_cli("audit", f"{json_service}/png", "--request-template", png, "--n", "400", "--anchors", "32", "--out", tmp_path / "png", "--quiet",
-                env={"GANCHECK_HTTP_TOKEN": TOKEN})
-    assert r.returncode == 0, r.stderr
+    monkeypatch.setenv("GANCHECK_HTTP_TOKEN", TOKEN)
+    gancheck.audit(f"{json_service}/png", request_template=png, n=400, anchors=32, out=tmp_path / "png")
     worst = json.loads((tmp_path / "png" / "report.json").read_text())["worst_mode"]["neighbor_fraction"]
     assert 0.02 < worst < 0.10  # 8-bit PNGs still show the planted 5% mode
 
 
-def test_seed_only_service_is_a_diagnosis_with_its_seed_range_recorded(json_service, tmp_path):
+def test_seed_only_service_is_a_diagnosis_with_its_seed_range_recorded(json_service, tmp_path, monkeypatch):
     t = _template(tmp_path, "seeds", body={"seeds": "$seeds", "n": "$batch"}, images="images", seed_offset=1000)
-    r = run_cli("audit", f"{json_service}/seeded", "--request-template", t, "--n", "400", "--anchors", "100", "--out", tmp_path / "s", "--quiet",
-                env={"GANCHECK_HTTP_TOKEN": TOKEN})
-    assert r.returncode == 0, r.stderr
+    monkeypatch.setenv("GANCHECK_HTTP_TOKEN", TOKEN)
+    gancheck.audit(f"{json_service}/seeded", request_template=t, n=400, anchors=100, out=tmp_path / "s")
     manifest = json.loads((tmp_path / "s" / "manifest.json").read_text())
     assert "1000 + sample index" in json.dumps(manifest)
     report = json.loads((tmp_path / "s" / "report.json").read_text())
     assert 0.02 < report["worst_mode"]["neighbor_fraction"] < 0.10
-    r = run_cli("calibrate", tmp_path / "s", "--out", tmp_path / "cal.safetensors", env={"GANCHECK_HTTP_TOKEN": TOKEN})
-    assert r.returncode == 2 and "calibration needs a latent generator" in r.stderr
+    with pytest.raises(GancheckError, match="calibration needs a latent generator"):
+        gancheck.calibrate(tmp_path / "s", out=tmp_path / "cal.safetensors")
 
 
 def test_bad_templates_are_one_line_errors(json_service, tmp_path):
@@ -211,21 +206,19 @@ def test_bad_templates_are_one_line_errors(json_service, tmp_path):
     assert r.returncode == 2 and "result.pictures" in r.stderr and len(r.stderr.strip().splitlines()) == 1
 
 
-def test_token_comes_from_the_environment_and_the_rate_limit_holds(json_service, tmp_path):
-    import os
+def test_token_comes_from_the_environment_and_the_rate_limit_holds(json_service, tmp_path, monkeypatch):
     import time
 
     from gancheck.sources.http import JsonServiceGenerator
 
     t = _template(tmp_path, "arrays", body={"z": "$latents"}, images="result.images", latent_shape=[32])
-    r = run_cli("audit", f"{json_service}/generate", "--request-template", t, "--n", "100", "--anchors", "8", "--out", tmp_path / "a",
-                "--quiet", env={"GANCHECK_HTTP_TOKEN": "wrong"})
-    assert r.returncode == 2 and "401" in r.stderr and "GANCHECK_HTTP_TOKEN" in r.stderr
-    os.environ["GANCHECK_HTTP_TOKEN"] = TOKEN
-    try:
-        source = JsonServiceGenerator(f"{json_service}/generate", request_template=str(t), max_rps=10, concurrency=4, batch_size=2)
-    finally:
-        del os.environ["GANCHECK_HTTP_TOKEN"]
+    monkeypatch.setenv("GANCHECK_HTTP_TOKEN", "wrong")
+    with pytest.raises(GancheckError, match="401") as refused:
+        gancheck.audit(f"{json_service}/generate", request_template=t, n=100, anchors=8, out=tmp_path / "a")
+    assert "GANCHECK_HTTP_TOKEN" in str(refused.value)
+    monkeypatch.setenv("GANCHECK_HTTP_TOKEN", TOKEN)
+    source = JsonServiceGenerator(f"{json_service}/generate", request_template=str(t), max_rps=10, concurrency=4, batch_size=2)
+    monkeypatch.delenv("GANCHECK_HTTP_TOKEN")
     source.prepare(0)
     start = time.perf_counter()
     source.images(np.arange(12))  # 6 requests of 2, 4 threads, at most 10 per second
@@ -268,9 +261,8 @@ def test_https_service_is_verified_with_the_given_ca(planted_onnx, tmp_path):
     url = f"https://127.0.0.1:{port}/generate"
     try:
         time.sleep(3)  # the service loads its model
-        r = run_cli("audit", url, "--request-template", t, "--n", "200", "--anchors", "16", "--out", tmp_path / "tls", "--quiet",
-                    "--ca-file", cert)
-        assert r.returncode == 0, r.stderr
+        gancheck.audit(url, request_template=t, n=200, anchors=16, out=tmp_path / "tls", ca_file=cert)
+        assert (tmp_path / "tls" / "report.json").is_file()
         r = run_cli("audit", url, "--request-template", t, "--n", "200", "--anchors", "16", "--out", tmp_path / "untrusted", "--quiet")
         assert r.returncode == 2 and "TLS" in r.stderr and "--ca-file" in r.stderr and len(r.stderr.strip().splitlines()) == 1
     finally:

@@ -107,8 +107,8 @@ def test_a_replaced_descriptor_file_is_named_by_resume_compare_and_report(plante
 
 def test_resume_refuses_a_changed_calibrator(planted_onnx, tmp_path):
     from gancheck.api import audit
-    from gancheck.calibrate.build import build_calibrator
-    from gancheck.calibrate.fitdata import load_fit_data
+    from gancheck.calibration.build import build_calibrator
+    from gancheck.calibration.fitdata import load_fit_data
 
     base = tmp_path / "base"
     audit(str(planted_onnx), n=2000, anchors=100, out=base, html=False)
@@ -498,15 +498,16 @@ def test_report_html_is_in_the_run_before_it_is_moved_into_place(planted_onnx, t
     """Moving the staging directory into place is the last step: report.html is already there, and a
     crash while drawing it leaves no run (and no half run) under the final name."""
     import gancheck.api as api
-    import gancheck.run.audit as run_audit
+    import gancheck.audits as audits
+    import gancheck.run.directory as directory
 
-    real_publish, seen = run_audit.publish, {}
+    real_publish, seen = directory.publish, {}
 
     def publish(work, out):
         seen["files"] = sorted(p.name for p in Path(work).iterdir())
         return real_publish(work, out)
 
-    monkeypatch.setattr(run_audit, "publish", publish)
+    monkeypatch.setattr(directory, "publish", publish)
     out = tmp_path / "run"
     api.audit(str(planted_onnx), n=400, anchors=40, out=out, shard_size=100)
     assert {"report.html", "report.json", "manifest.json"} <= set(seen["files"])
@@ -516,7 +517,7 @@ def test_report_html_is_in_the_run_before_it_is_moved_into_place(planted_onnx, t
     def crash(*args, **kwargs):
         raise RuntimeError("the renderer crashed")
 
-    monkeypatch.setattr(api, "write_html", crash)
+    monkeypatch.setattr(audits, "write_html", crash)
     with pytest.raises(RuntimeError):
         api.audit(str(planted_onnx), n=400, anchors=40, out=tmp_path / "other", shard_size=100)
     assert not (tmp_path / "other").exists()

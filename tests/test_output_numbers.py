@@ -1,4 +1,4 @@
-"""Every figure a person reads follows gancheck.numbers' one rule: three significant digits, shares as
+"""Every figure a person reads follows gancheck.formatting' one rule: three significant digits, shares as
 percentages, counts with thousands separators; gate lines, `theta`, `coverage`, `ldr` and sweep
 output (terminal and HTML) included. Coverage and ldr report progress like audit: lines in a log,
 nothing with --quiet."""
@@ -87,7 +87,7 @@ def test_theta_lines_follow_the_rule():
     lines = theta_lines("dlib", result)
     text = "\n".join(lines)
     assert "theta = 0.299" in text and "best accuracy 98.8%" in text and "FAR 1.23%" in text and "1,500 same-identity" in text
-    assert "descriptor defaults: theta 0.300, r 0.250" in text
+    assert "embedder defaults: theta 0.300, r 0.250" in text
     assert not violations(text), violations(text)
 
 

@@ -63,12 +63,12 @@ def test_expected_similarity_divides_by_the_samples_seen_on_a_ragged_last_block(
 
 def test_reference_protocol_draws_anchors_from_c_and_counts_each_anchor_itself():
     from gancheck.api import audit
-    from gancheck.components import build_source_and_embedder
+    from gancheck.inputs import build_inputs
     from gancheck.sources.planted import DEMO_MODEL
 
     n, anchors = 600, 50
     report = audit(str(DEMO_MODEL), n=n, anchors=anchors, seed=3, protocol="reference", mccs_form="reference", top_k=1)
-    source, embedder = build_source_and_embedder(str(DEMO_MODEL))
+    source, embedder = build_inputs(str(DEMO_MODEL))
     source.prepare(3)
     vectors = embedder.embed(source.images(np.arange(n)))[0]
     ref = brute_force(vectors[:anchors], vectors, report["theta"], report["radius"], form="reference")

@@ -108,7 +108,7 @@ def test_the_prior_as_a_mixture_has_the_prior_density(kind):
 
 
 def test_regions_predicted_to_cut_little_of_the_modes_excess_are_said_before_the_proof():
-    from gancheck.calibrate import fit_forecast
+    from gancheck.calibration import fit_forecast
 
     def forecast(cut, held):
         return fit_forecast({"thresholds": {"validation_excess_cut": cut, "limited_by": "frechet"}}, np.array(held))

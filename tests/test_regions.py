@@ -12,7 +12,7 @@ import pytest
 from sklearn.metrics import average_precision_score
 
 from conftest import audited_run, run_cli
-from gancheck.numbers import format_share
+from gancheck.formatting import format_share
 from gancheck.sources.latents import LatentPrior
 
 DISK_SHARE = 0.12
@@ -124,7 +124,7 @@ def test_a_linear_cut_fails_on_the_disk_and_the_selected_family_succeeds():
 
 
 def test_is_selects_a_non_linear_region_and_removes_the_planted_excess(disk_model, fitted):
-    from gancheck.components import calibrated_generator
+    from gancheck.inputs import calibrated_generator
 
     result, path, _, rc = fitted("is")
     assert rc == 0 and result["improved"] is True
@@ -176,8 +176,8 @@ def test_exported_onnx_sampler_matches_the_calibrator_file_on_10000_latents(meth
 
 
 def test_budget_latents_depend_only_on_seed_and_index_and_a_resumed_budget_is_not_paid_twice(disk_run, fitted):
-    from gancheck.calibrate.budget import LOCAL_OFFSET, BudgetSampler, spend_budget
-    from gancheck.calibrate.fitdata import load_fit_data
+    from gancheck.calibration.budget import LOCAL_OFFSET, BudgetSampler, spend_budget
+    from gancheck.calibration.fitdata import load_fit_data
 
     result, _, _, _ = fitted("is")
     store = next(disk_run.glob("calibration-budget-*"))

@@ -118,7 +118,7 @@ def test_before_after_report_leads_with_the_targeted_modes(runs, browser):
     mode = calibration["dense_modes"][0]["sample_index"]
     headline = first.locator("b").inner_text()
     assert f"targeted mode (sample {mode})" in headline
-    from gancheck.numbers import format_share
+    from gancheck.formatting import format_share
 
     shares = calibration["before"]["dense_share_per_mode"][0], calibration["after"]["dense_share_per_mode"][0]
     assert f"from {format_share(shares[0])} to {format_share(shares[1])}" in headline
@@ -133,11 +133,11 @@ def test_before_after_report_leads_with_the_targeted_modes(runs, browser):
 
 def test_legends_never_cover_the_data(runs):
     """Every legend of every plot lies outside its axes' data area (bounding boxes from matplotlib)."""
-    from gancheck.analysis.report import load_run, ripley
+    from gancheck.analysis.report import anchor_subset_curve, load_run, ripley
     from gancheck.render.html import distribution_figure, ripley_figure, sampling_figure
 
     run, proof = (load_run(p) for p in runs)
-    figures = [distribution_figure(run), distribution_figure(proof, run), sampling_figure(run), ripley_figure(run, ripley(run))]
+    figures = [distribution_figure(run), distribution_figure(proof, run), sampling_figure(run, anchor_subset_curve(run)), ripley_figure(run, ripley(run))]
     checked = 0
     for fig in figures:
         fig.canvas.draw()

@@ -38,7 +38,7 @@ def test_neighbour_fractions_count_points_within_each_radius():
 
 
 def _worst_mode_p(run_dir):
-    from gancheck.render.html import load_run, ripley
+    from gancheck.analysis.report import load_run, ripley
 
     return ripley(load_run(run_dir))["p_value"]
 

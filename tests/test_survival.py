@@ -149,14 +149,14 @@ def small_config(**kw):
 
 
 def test_descriptor_failure_is_retried_then_stops_with_a_message(planted_onnx):
-    from gancheck.run.audit import run_audit
+    from gancheck.run.measure import measure
     from gancheck.errors import GancheckError
     from gancheck.sources import load_generator
 
-    result = run_audit(load_generator(str(planted_onnx)), FlakyEmbedder(2), small_config(retries=2))
+    result = measure(load_generator(str(planted_onnx)), FlakyEmbedder(2), small_config(retries=2))
     assert result.n_samples == 3000
-    with pytest.raises(GancheckError, match="descriptor .* failed 3 times .*simulated descriptor failure"):
-        run_audit(load_generator(str(planted_onnx)), FlakyEmbedder(3), small_config(retries=2))
+    with pytest.raises(GancheckError, match="embedder .* failed 3 times .*simulated descriptor failure"):
+        measure(load_generator(str(planted_onnx)), FlakyEmbedder(3), small_config(retries=2))
 
 
 def test_full_disk_stops_cleanly_and_keeps_earlier_shards(planted_onnx, tmp_path, monkeypatch):

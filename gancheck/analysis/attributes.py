@@ -17,7 +17,7 @@ import numpy as np
 from gancheck.analysis.proportions import ALPHA, bh_q_values, newcombe_difference, two_proportion_test, wilson_interval
 from gancheck.analysis.diversity import frechet_distance
 from gancheck.errors import GancheckError
-from gancheck.numbers import format_change, format_number, format_share
+from gancheck.formatting import format_change, format_number, format_share
 
 KINDS = ("multiclass", "multilabel")
 

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gancheck.errors import GancheckError
-from gancheck.numbers import format_change, format_number
+from gancheck.formatting import format_change, format_number
 from gancheck.analysis.gates import Gate, evaluate, lookup
-from gancheck.analysis.report import enrich_report, merge_report
+from gancheck.analysis.report import analyse, load_run
 from gancheck.run.directory import load_report
 from gancheck.run.fingerprint import measurement_difference
 
@@ -145,11 +145,11 @@ def describe_change(result: dict) -> str:
 
 
 def load_full_report(run_dir: str | Path) -> dict:
-    """A run's report.json, with the figures of :func:`gancheck.analysis.report.enrich_report`
-    computed now when the run predates them (nothing is written)."""
+    """A run's report.json, analysed now (:func:`gancheck.analysis.report.analyse`) when the run
+    predates the figures it lacks (nothing is written)."""
     report = load_report(run_dir)
     if "spatial" not in report or "diversity" not in report:
-        report = merge_report(report, enrich_report(run_dir))
+        report = analyse(load_run(run_dir)).report
     return report
 
 
@@ -165,7 +165,7 @@ def compare_runs(run_a: str | Path, run_b: str | Path, max_increase: list[str] |
     if measured and not any(m.startswith("embedder") for m in mismatch):
         mismatch.append(f"descriptor fingerprint: {measured}")
     if mismatch and not allow_mismatch:
-        raise GancheckError(f"the runs were measured differently ({'; '.join(mismatch)}); audit both with the same descriptor model, theta, r and MCCS form, or pass --force (--allow-mismatch)")
+        raise GancheckError(f"the runs were measured differently ({'; '.join(mismatch)}); audit both with the same embedder model, theta, r and MCCS form, or pass --force (--allow-mismatch)")
     results = evaluate_changes(a, b, gates)
     for r in evaluate(b, plain):
         results.append(dict(r, kind="fail_if"))

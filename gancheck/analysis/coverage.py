@@ -118,7 +118,7 @@ def coverage_statistics(reference: np.ndarray, generated: np.ndarray, names: lis
                         seed: int = 0, alpha: float = ALPHA) -> dict:
     """The whole comparison on descriptor vectors: reference (n, D) with file ``names``, generated (m, D)."""
     if reference.shape[1] != generated.shape[1]:
-        raise GancheckError(f"reference descriptors have {reference.shape[1]} dimensions, generated ones {generated.shape[1]}; use one descriptor for both")
+        raise GancheckError(f"reference descriptors have {reference.shape[1]} dimensions, generated ones {generated.shape[1]}; use one embedder for both")
     k = choose_bins(len(reference), bins)
     centres = fit_bins(reference, k, seed)
     ref_bins, ref_dist = assign_bins(reference, centres)
@@ -130,7 +130,7 @@ def compare_bins(ref_bins: np.ndarray, ref_dist: np.ndarray, gen_bins: np.ndarra
     """NDB/K, the dropped bins and the per-bin table from the reference images' bins and squared
     distances to their centres and the generated images' bins."""
     if len(gen_bins) < 2:
-        raise GancheckError(f"only {len(gen_bins)} generated images could be described; raise --n or check the descriptor")
+        raise GancheckError(f"only {len(gen_bins)} generated images could be described; raise --n or check the embedder")
     table = bin_table(ref_bins, gen_bins, k, alpha)
     examples = typical_members(ref_bins, ref_dist, k)
     summary = {key: table[key] for key in ("k", "alpha", "level", "n_reference", "n_generated", "ndb", "ndb_over_k", "under_generated", "over_generated")}
@@ -199,7 +199,7 @@ def measure_coverage(generator: str, reference_dir: str | Path, n: int = 10_000,
     the generator's latents are drawn through that calibrator file. Plain data out;
     ``_reference_dir`` is for the page's pictures."""
     from gancheck.analysis.attributes import KINDS, attribute_statistics, parse_names
-    from gancheck.components import build_source_and_embedder
+    from gancheck.inputs import build_inputs
 
     if not 0 < alpha < 1:
         raise GancheckError(f"--alpha must lie in (0, 1), got {alpha}")
@@ -210,7 +210,7 @@ def measure_coverage(generator: str, reference_dir: str | Path, n: int = 10_000,
     names = parse_names(attribute_names) if attributes else None
     scorer = load_attribute_model(attributes, attribute_range, device, threads) if attributes else None
     ref = load_reference(reference_dir)
-    source, descriptor = build_source_and_embedder(generator, embedder, generator_options, embedder_options, device=device,
+    source, descriptor = build_inputs(generator, embedder, generator_options, embedder_options, device=device,
                                                    threads=threads, batch_size=batch_size,
                                                    calibrator=str(calibrator) if calibrator is not None else None, force=force)
     source.prepare(seed)

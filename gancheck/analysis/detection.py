@@ -121,7 +121,7 @@ def detection_inputs(embeddings: np.ndarray, neighbors: np.ndarray, worst: int, 
 def detection_summary(n: int, m: int, radius: float, background: float, competitor: int, collapse: bool,
                       identity: bool = False) -> dict:
     """report['detection']: the limit, its inputs, and the verdict's sentence about it."""
-    from gancheck.numbers import format_share
+    from gancheck.formatting import format_share
 
     limit = detection_limit(n, m, background, competitor, identity=identity)
     if limit is None:

@@ -6,9 +6,9 @@ import operator
 import re
 from dataclasses import dataclass
 
-from gancheck.documents import dotted_get
+from gancheck.dotted import dotted_get
 from gancheck.errors import GancheckError
-from gancheck.numbers import format_change, format_number
+from gancheck.formatting import format_change, format_number
 
 _OPS = {">": operator.gt, ">=": operator.ge, "<": operator.lt, "<=": operator.le}
 _GATE = re.compile(r"^\s*([A-Za-z_][\w.\[\]]*)\s*(>=|<=|>|<)\s*([-+0-9.eE]+)\s*$")

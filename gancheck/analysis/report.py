@@ -5,15 +5,19 @@ pictures are :mod:`gancheck.render`'s."""
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from typing import Sequence
 from pathlib import Path
 
 import numpy as np
 
 from gancheck.analysis import degenerate, detection, diversity, intervals, spatial
-from gancheck.components import load_descriptor
+from embedders import load_embedder
+from gancheck.analysis.gates import evaluate
+from gancheck.analysis.verdict import with_verdict
 from gancheck.errors import GancheckError
-from gancheck.files import write_json
+from gancheck.maths import population_stats, worst_mode
+from gancheck.run.result import AuditResult
 from gancheck.run.directory import load_report
 from gancheck.sources.folder import FolderSource
 from gancheck.defaults import BATCH_SIZE
@@ -103,6 +107,63 @@ def load_run(run_dir: str | Path) -> RunData:
     )
 
 
+def measured_run(result: AuditResult, manifest: dict, path: Path | None = None, calibration: dict | None = None) -> RunData:
+    """The run an audit has just measured, as :func:`load_run` would read it back from its files,
+    without reading them: the same arrays, the same report figures."""
+    scores = np.asarray(result.scores, dtype=np.float64)
+    conv = {k: np.asarray([row[k] for row in result.convergence], dtype=np.float64) for k in result.convergence[0]}
+    nearest = {int(result.anchor_index[a]): (np.asarray(s, dtype=np.int64), np.asarray(d, dtype=np.float64))
+               for a, (s, d) in sorted(result.nearest.items(), key=lambda item: int(result.anchor_index[item[0]]))}
+    return RunData(path=path, report=measured_figures(result, manifest, calibration), manifest=manifest,
+                   anchor_index=np.asarray(result.anchor_index, dtype=np.int64),
+                   embeddings=np.ascontiguousarray(result.anchor_vectors, dtype=np.float32),
+                   mccs=np.where(np.isnan(scores), np.inf, scores), m=np.asarray(result.m, dtype=np.float64),
+                   neighbors=np.asarray(result.neighbors, dtype=np.int64), radial=np.asarray(result.radial, dtype=np.int64),
+                   convergence=conv, nearest=nearest)
+
+
+def measured_figures(result: AuditResult, manifest: dict, calibration: dict | None = None) -> dict:
+    """The report's measured figures (the keys other tools read), from an :class:`AuditResult` and
+    the run's manifest; :func:`figures` adds what is computed from them."""
+    mu, sigma = population_stats(result.scores)
+    w = worst_mode(result.neighbors, result.scores)
+    n = result.n_samples
+
+    def mode(i: int, rank: int) -> dict:
+        return {"rank": rank, "sample_index": int(result.anchor_index[i]), "neighbors": int(result.neighbors[i]),
+                "neighbor_fraction": float(result.neighbors[i] / n), "mccs": _finite(result.scores[i]), "m": float(result.m[i])}
+
+    worst = mode(w, 1)
+    worst.pop("rank")
+    return {
+        "n_samples": n,
+        "n_anchors": int(len(result.anchor_index)),
+        "theta": result.theta,
+        "radius": result.radius,
+        "mccs_form": result.config.mccs_form,
+        "mccs_formula": "1/(1-ln m)" if result.config.mccs_form == "paper" else "1/(-log10 m)",
+        "protocol": result.config.protocol,
+        "seed": result.config.seed,
+        "mccs": {"mean": _finite(mu), "std": _finite(sigma), "min": _finite(np.min(result.scores)),
+                 "median": _finite(np.median(result.scores)), "max": _finite(np.max(result.scores))},
+        "worst_mode": worst,
+        "modes": [mode(i, r + 1) for r, i in enumerate(result.modes)],
+        "no_face": result.no_face,
+        "skipped_nan": result.skipped_nan,
+        "config": asdict(result.config),
+        "radial_radii": [float(r) for r in result.radii],
+        "embedder": manifest["embedder"].get("name"),
+        "generator": manifest["generator"],
+        **({"calibrator": calibration} if calibration else {}),
+    }
+
+
+def _finite(x) -> float | None:
+    """JSON has no infinity: the reference MCCS form is infinite at m = 1; that is written as null."""
+    x = float(x)
+    return x if np.isfinite(x) else None
+
+
 def ripley(run: RunData, seed: int = 0) -> dict:
     """Ripley test of the run's worst mode (see :mod:`gancheck.analysis.spatial`), with its inputs."""
     n = run.report["n_samples"]
@@ -122,12 +183,10 @@ def ripley(run: RunData, seed: int = 0) -> dict:
     return result
 
 
-def enrich_report(run_dir: str | Path, reference_dir: str | Path | None = None, write: bool = False, device: str = "auto") -> dict:
-    """The report figures this module adds, computed from the run directory's files.
-
-    Returns nested dicts to merge into report.json with :func:`merge_report` (``write=True``
-    merges them into the run's report.json itself). Keys (all plain numbers, so gates such as
-    ``--fail-if 'mccs.mean_ci_high>0.45'`` work):
+def figures(run: RunData, reference_dir: str | Path | None = None, embedder=None, device: str = "auto") -> tuple[dict, dict]:
+    """The report figures computed from a measured run, and the Ripley test's curves for the page:
+    ``(extra, ripley)``. ``extra`` is merged into report.json (:func:`analyse`); its keys (all plain
+    numbers, so gates such as ``--fail-if 'mccs.mean_ci_high>0.45'`` work):
 
     - ``mccs.{mean,std}_ci_{low,high}``, ``mccs.ci_level``, ``mccs.ci_method``,
       ``mccs.collection_{sd_mean,sd_std,bias_mean,bias_std}``
@@ -145,9 +204,8 @@ def enrich_report(run_dir: str | Path, reference_dir: str | Path | None = None, 
     - ``sampling.{mccs_mean_change, worst_mccs_change, from_n, to_n}``: relative change over
       the last decade of |C| (small when n was enough)
     - with ``reference_dir``: ``reference.{path, images, embedded, precision, recall, density,
-      coverage, k, frechet_distance}``
+      coverage, k, frechet_distance}``, described by ``embedder`` (the run's, rebuilt when None)
     """
-    run = load_run(run_dir)
     rep = run.report
     extra: dict = {}
     extra["degenerate"] = degenerate.assess(run.embeddings, (run.manifest.get("images") or {}).get("shape"))
@@ -164,17 +222,47 @@ def enrich_report(run_dir: str | Path, reference_dir: str | Path | None = None, 
     rip = ripley(run, seed=rep.get("seed", 0))
     extra["spatial"] = {"p_value": rip["p_value"], "p_value_conservative": rip["p_value_conservative"], "test_radius": rep["radius"],
                         "test_radii": [float(r) for r in rip["test_radii"]], "sims": rip["sims"], "held_out": rip["held_out"],
-                        "null": rip["null"],
-                        "method": RIPLEY_METHODS[rip["null"]]}
+                        "null": rip["null"], "method": RIPLEY_METHODS[rip["null"]]}
     extra["detection"] = _detection(run, rip["p_value"], rip["null"] == "identity")
     extra["detection_limit"] = extra["detection"]["limit"]
     if run.convergence is not None:
         extra["sampling"] = sampling_change(run.convergence)
     if reference_dir is not None:
-        extra["reference"] = reference_metrics(run, reference_dir, device=device)
-    if write:
-        write_json(run.path / "report.json", merge_report(rep, extra))
-    return extra
+        extra["reference"] = reference_metrics(run, reference_dir, embedder=embedder, device=device)
+    return extra, rip
+
+
+@dataclass
+class Analysis:
+    """A run analysed once: the whole report (the content of report.json) and what the page draws
+    beyond it (the Ripley test's curves)."""
+
+    run: RunData
+    report: dict
+    ripley: dict
+    anchor_curve: dict | None  # Fig. 3's (mu, sigma) over random anchor subsets, None below 4 anchors
+
+
+def analyse(run: RunData, reference_dir: str | Path | None = None, embedder=None, gates: Sequence = (),
+            allow_inconclusive: bool = False, device: str = "auto") -> Analysis:
+    """Every figure of the report, computed once from ``run``: the measured figures, then
+    :func:`figures`, the verdict, and the release ``gates`` (evaluated on the report with its
+    verdict, after which the verdict takes their outcome)."""
+    extra, rip = figures(run, reference_dir, embedder, device)
+    report = with_verdict(merge_report(run.report, extra), run.neighbors)
+    if gates:
+        report["gates"] = evaluate(report, list(gates), allow_inconclusive=allow_inconclusive)
+        report = with_verdict(report, run.neighbors)  # a failed gate decides the status
+    return Analysis(run, report, rip, anchor_subset_curve(run))
+
+
+def anchor_subset_curve(run: RunData) -> dict | None:
+    """(mu, sigma) against |A| over random subsets of the run's anchors (200 per size, Fig. 3)."""
+    finite = run.mccs[np.isfinite(run.mccs)]
+    if len(finite) < 4:
+        return None
+    sizes = intervals.log_sizes(min(10, len(finite)), len(finite), 12)
+    return intervals.anchor_subsample_curve(finite, sizes[sizes >= 2], reps=200, seed=0)
 
 
 def merge_report(report: dict, extra: dict) -> dict:
@@ -278,15 +366,15 @@ def sampling_change(conv: dict) -> dict:
     return {"mccs_mean_change": rel("mccs_mean"), "worst_mccs_change": rel("worst_mccs"), "from_n": int(n[first]), "to_n": int(n[last])}
 
 
-def reference_metrics(run: RunData, reference_dir: str | Path, device: str = "auto", batch_size: int = BATCH_SIZE) -> dict:
+def reference_metrics(run: RunData, reference_dir: str | Path, embedder=None, device: str = "auto", batch_size: int = BATCH_SIZE) -> dict:
     """Precision/recall/density/coverage and Fréchet distance of the run's anchors (generated,
     i.i.d.) against a folder of real images, all in the run's descriptor space."""
     ref = FolderSource(str(reference_dir))
     ref.prepare(0)
     pick = np.sort(ref.order[:MAX_REFERENCE])
-    cfg = run.manifest.get("config", {})
-    # only the descriptor is needed: the generator file may be gone
-    embedder = load_descriptor(cfg.get("embedder", "pixel"), device=device, **cfg.get("embedder_options", {}))
+    if embedder is None:  # a finished run's: only the embedder is rebuilt, the generator file may be gone
+        cfg = run.manifest.get("config", {})
+        embedder = load_embedder(cfg.get("embedder", "pixel"), device=device, **cfg.get("embedder_options", {}))
     vectors, found = [], []
     for start in range(0, len(pick), batch_size):
         v, f = embedder.embed(ref.images(pick[start : start + batch_size]))
@@ -295,7 +383,7 @@ def reference_metrics(run: RunData, reference_dir: str | Path, device: str = "au
     vectors, found = np.concatenate(vectors), np.concatenate(found)
     real = vectors[found]
     if len(real) <= PRDC_K or len(run.embeddings) <= PRDC_K:
-        raise GancheckError(f"{reference_dir}: only {len(real)} reference images could be described (need more than {PRDC_K}); add real images or check the descriptor")
+        raise GancheckError(f"{reference_dir}: only {len(real)} reference images could be described (need more than {PRDC_K}); add real images or check the embedder")
     fake = run.embeddings
     if real.shape[1] != fake.shape[1]:
         raise GancheckError(f"reference embeddings have {real.shape[1]} dimensions but the run's have {fake.shape[1]} (was the run audited with --no-face keep?); audit with --no-face exclude to compare with real images")

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from gancheck.maths import pairwise_distance
-from gancheck.numbers import format_count, format_interval, format_number, format_p, format_share
+from gancheck.formatting import format_count, format_interval, format_number, format_p, format_share
 
 #: Monte Carlo simulations of the Ripley test when the report does not say.
 N_SIMS = 999
@@ -109,21 +109,13 @@ def verdict(report: dict) -> dict:
             "sizes_settled": settled}
 
 
-def typical_fraction(run_dir: str | Path, n_samples: int) -> float | None:
-    """The average anchor's neighbour share N_r / |C| (what a dense mode is compared with)."""
-    import pyarrow.parquet as pq
-
-    path = Path(run_dir) / "anchors.parquet"
-    if not path.is_file() or not n_samples:
-        return None
-    counts = pq.read_table(path, columns=["neighbors"]).column("neighbors").to_numpy()
-    return float(counts.mean() / n_samples) if len(counts) else None
-
-
-def with_verdict(report: dict, run_dir: str | Path) -> dict:
-    """``report`` with its ``verdict`` (computed from everything else in it and the run's anchors)."""
+def with_verdict(report: dict, neighbors: np.ndarray) -> dict:
+    """``report`` with its ``verdict``, computed from everything else in it and the anchors'
+    neighbour counts ``neighbors`` (the average anchor's share N_r / |C| is what a dense mode is
+    compared with)."""
     out = {k: v for k, v in report.items() if k != "verdict"}
-    typical = typical_fraction(run_dir, out.get("n_samples", 0))
+    n = out.get("n_samples", 0)
+    typical = float(np.mean(neighbors) / n) if n and len(neighbors) else None
     out["verdict"] = verdict(dict(out, typical_fraction=typical))
     return out
 

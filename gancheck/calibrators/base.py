@@ -3,11 +3,15 @@
 A calibrator is an acceptance probability ``a(z)`` on top of the generator's prior (see
 :mod:`gancheck.calibrators.sampling`). Each method is one module that subclasses :class:`Calibrator`,
 is registered under its ``--method`` name, fits itself from a :class:`FitData`, and evaluates ``a``.
+A third-party method is declared by an entry point in the group ``gancheck.calibrators``, named
+after the method (``mymethod = "my_package.calibrator:MyCalibrator"``); ``--method mymethod`` and
+files written with it then find it.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -18,13 +22,10 @@ from gancheck.errors import GancheckError
 from gancheck.registry import Registry
 from gancheck.sources.latents import LatentPrior
 
-METHODS: Registry = Registry("calibrator", attribute="method")
-register = METHODS.register
-
 
 def load_calibrator(path: str | Path) -> "Calibrator":
     """The calibrator stored in ``path`` (refused with a clear message if damaged or foreign)."""
-    header, tensors = read_calibrator(path, {cls.method: cls.tensors for cls in METHODS})
+    header, tensors = read_calibrator(path, _RequiredTensors())
     cls = METHODS[header["method"]]
     cal = cls(header, tensors, path=Path(path))
     cal.validate()
@@ -51,7 +52,7 @@ class Calibrator(ABC):
     @classmethod
     @abstractmethod
     def fit(cls, data, **options) -> tuple[dict, dict, dict]:
-        """``(params, tensors, figures)`` fitted on a :class:`~gancheck.calibrate.fitdata.FitData`."""
+        """``(params, tensors, figures)`` fitted on a :class:`~gancheck.calibration.fitdata.FitData`."""
 
     @classmethod
     def learns_from_budget(cls, **options) -> bool:
@@ -79,7 +80,7 @@ class Calibrator(ABC):
     def acceptance(self, z: np.ndarray) -> np.ndarray:
         """a(z) for float64 latents (k, dim) -> (k,) in [0, 1]."""
         raise GancheckError(f"a {self.method} calibrator decides on the generated image, so it cannot sample latents alone; "
-                            "bind it to its generator: load_calibrator(path).bind(source) or gancheck.calibrate.calibrated_generator")
+                            "bind it to its generator: load_calibrator(path).bind(source) or gancheck.inputs.calibrated_generator")
 
     def sample(self, seed: int, indices) -> np.ndarray:
         """Calibrated float32 latents (len(indices), *shape) for sample ``indices`` under ``seed``."""
@@ -127,6 +128,26 @@ class Calibrator(ABC):
             raise GancheckError(f"calibrator {self.path} draws {mine.dim} latent values per sample but the generator takes {prior.dim}; "
                                 "it cannot be applied even with --force: calibrate this generator's own audit")
         return tuple(prior.shape)
+
+
+METHODS: Registry = Registry("calibrator", group="gancheck.calibrators", base=Calibrator, attribute="method")
+register = METHODS.register
+
+
+class _RequiredTensors(Mapping):
+    """Method -> the tensors its file must hold, importing only the method a file names."""
+
+    def __getitem__(self, method: str) -> tuple[str, ...]:
+        return METHODS[method].tensors
+
+    def __contains__(self, method: object) -> bool:
+        return method in METHODS
+
+    def __iter__(self):
+        return iter(METHODS.names())
+
+    def __len__(self) -> int:
+        return len(METHODS.names())
 
 
 def modes_acceptance(inside: np.ndarray, mode_acceptance: np.ndarray) -> np.ndarray:

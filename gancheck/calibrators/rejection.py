@@ -19,7 +19,7 @@ from gancheck.defaults import BATCH_SIZE
 
 def keep_axis(vectors: np.ndarray, found: np.ndarray, no_face: str) -> np.ndarray:
     """Descriptor vectors as the audit compares them: with ``no_face == "keep"`` every image without
-    a face is the same extra-axis point (see gancheck.run.audit.embed_indices)."""
+    a face is the same extra-axis point (see gancheck.engine.pipeline.ShardMeasurer.embedded)."""
     vectors = np.asarray(vectors, dtype=np.float32)
     if no_face != "keep":
         return vectors
@@ -64,7 +64,7 @@ class RejectionCalibrator(Calibrator):
         try:
             descriptor = load_embedder(d["spec"], **(d.get("options") or {}))
         except GancheckError as exc:
-            raise GancheckError(f"calibrator {self.path} rejects in descriptor space and needs the descriptor {d['spec']!r} at sampling time, "
+            raise GancheckError(f"calibrator {self.path} rejects in descriptor space and needs the embedder {d['spec']!r} at sampling time, "
                                 f"which failed to load: {exc}") from None
         r0, no_face, modes, p = float(self.header["r0"]), self.header["params"].get("no_face", "exclude"), self.t["mode_vectors"], self.mode_acceptance
 

@@ -12,7 +12,7 @@ import gancheck.api as api
 from gancheck.cli.common import (EXIT_GATE, INPUTS, LATENT_INPUT, LATENT_SHAPE, LAYOUT, PRIOR, TRUNCATION, VALUE_RANGE,
                                  finite, generator_options, parse_count, positive, set_threads)
 from gancheck.cli.progress import Reporter, choose_mode
-from gancheck.numbers import format_change, format_count, format_number, format_share
+from gancheck.formatting import format_change, format_count, format_number, format_share
 from gancheck.render.images import save_grid
 
 
@@ -35,7 +35,7 @@ def calibrate(
     resume: bool = typer.Option(False, "--resume", help="Finish a stopped or killed calibration: refit (the fit is seeded) and continue its proof audit from its finished shards."),
     as_json: bool = typer.Option(False, "--json", help="Print calibration.json to stdout (and nothing else); progress lines still go to stderr unless --quiet."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print nothing but errors (no progress, no before/after table)."),
-    device: str = typer.Option("auto", "--device", metavar="auto|cpu|cuda", help="Where the generator and the descriptor run (auto: CUDA when present)."),
+    device: str = typer.Option("auto", "--device", metavar="auto|cpu|cuda", help="Where the generator and the embedder run (auto: CUDA when present)."),
     threads: Optional[int] = typer.Option(None, "--threads", metavar="N", show_default="all cores", help="CPU threads for BLAS, FAISS and onnxruntime."),
 ):
     """Fit a latent calibrator on an audit run, write it as one portable file, and prove it by re-auditing.
@@ -133,7 +133,7 @@ def excess_lines(result: dict) -> list[str]:
         lines.append(f"modes together: {format_share(t['before'])} -> {format_share(t['after'])}; excess removed {removed(t['excess_removed'])}")
     if cost.get("descriptor_calls"):
         calls = cost["descriptor_calls"]
-        lines.append(f"cost: {format_number(cost['draws_per_kept_sample'])} prior draws per kept sample; descriptor calls: "
+        lines.append(f"cost: {format_number(cost['draws_per_kept_sample'])} prior draws per kept sample; embedder calls: "
                      f"{format_count(calls['audit'])} audit, {format_count(calls['budget'])} calibration budget, {format_count(calls['proof'])} proof")
     return lines
 
@@ -151,7 +151,7 @@ def sample(
     columns: Optional[int] = typer.Option(None, "--columns", metavar="N", show_default="a square grid", help="Images per row."),
     force: bool = typer.Option(False, "--force", help="Use --calibrator even though it was built for another generator."),
     batch_size: int = typer.Option(64, "--batch-size", metavar="N", help="Images generated per batch; the images do not depend on it."),
-    device: str = typer.Option("auto", "--device", metavar="auto|cpu|cuda", help="Where the generator (and a rejection calibrator's descriptor) run (auto: CUDA when present)."),
+    device: str = typer.Option("auto", "--device", metavar="auto|cpu|cuda", help="Where the generator (and a rejection calibrator's embedder) run (auto: CUDA when present)."),
     layout: str = LAYOUT,
     value_range: str = VALUE_RANGE,
     prior: str = PRIOR,

@@ -38,15 +38,16 @@ EXAMPLES = {
                  "gancheck coverage model.onnx --reference real/ --attributes onnx:classifier.onnx --attribute-names glasses,hat,smile --attribute-kind multilabel"),
     "ldr": ("gancheck ldr --discriminator ckpt/D_*.onnx --data train_images/ --out ldr.parquet",
             "gancheck ldr --discriminator D_10.onnx --discriminator D_20.onnx --data train/ --weights-out weights.csv --sheet top.png"),
-    "export-descriptor": ("gancheck export-descriptor dlib --out dlib_resnet.onnx",),
+    "export-embedder": ("gancheck export-embedder dlib --out dlib_resnet.onnx",),
     "sample": ("gancheck sample model.onnx --n 64 --out grid.png",
                "gancheck sample model.onnx --calibrator runs/model/calibrator-gmm.safetensors --out calibrated.png"),
 }
 
 for _name, _command in [("audit", audit.audit), ("demo", demo.demo), ("theta", theta.theta_command), ("report", report.report),
                         ("compare", compare.compare), ("calibrate", calibrate.calibrate), ("sample", calibrate.sample),
-                        ("coverage", coverage.coverage), ("ldr", ldr.ldr), ("export-descriptor", export.export_descriptor)]:
+                        ("coverage", coverage.coverage), ("ldr", ldr.ldr), ("export-embedder", export.export_embedder)]:
     app.command(_name, cls=Command, epilog=examples(*EXAMPLES[_name]))(handle_errors(_command))
+app.command("export-descriptor", cls=Command, hidden=True, deprecated=True)(handle_errors(export.export_descriptor))
 
 
 @app.callback()

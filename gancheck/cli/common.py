@@ -1,4 +1,4 @@
-"""What every command shares: one-line errors, number parsing, the generator options, progress."""
+"""What every command shares: one-line errors, number parsing (:mod:`gancheck.options`), the generator options, signals."""
 
 from __future__ import annotations
 
@@ -11,12 +11,12 @@ import sys
 import typer
 
 from gancheck.engine.pipeline import Stopped, pipeline_active, request_stop, stop_requested
+from gancheck.cli.declared import parameter
 from gancheck.errors import GancheckError
+from gancheck.options import AUDIT_OPTIONS, parse_count, parse_pairs, split_audit_options  # noqa: F401  (the commands' parsers)
 
 EXIT_GATE = 1
 EXIT_USAGE = 2
-#: The largest collection or anchor count accepted (beyond it a run could never finish here).
-MAX_COUNT = 10**12
 #: More threads than this only exhausts the machine (OpenMP would start every one).
 MAX_THREADS = 1024
 
@@ -98,7 +98,7 @@ def handle_errors(fn):
             typer.echo(f"gancheck: stopped by {name}; finished shards are kept: rerun the same command with --resume to continue", err=True)
             raise typer.Exit(128 + int(getattr(signal, name)))
         except MemoryError:
-            fail("out of memory; lower --n (or split the audit into smaller runs), --anchors or --neighbors-k; --batch-size and --chunk-size only bound the working memory")
+            fail("out of memory; lower --n (or split the audit into smaller runs) or --anchors; --batch-size and --chunk-size only bound the working memory")
         except OSError as exc:  # a full disk or a vanished directory while writing results
             fail(f"{exc.strerror or exc}: {exc.filename or ''}; files already written are intact, fix the cause and rerun (with --resume for an audit)")
         except Exception as exc:
@@ -108,19 +108,6 @@ def handle_errors(fn):
             fail(f"unexpected {type(exc).__name__}: {text}; rerun with --debug for the traceback and report it if the input looks valid")
 
     return wrapper
-
-
-def parse_count(text: str, name: str, minimum: int = 0, maximum: int = MAX_COUNT) -> int:
-    """``1e6``, ``100000`` or ``100_000`` as an int in [minimum, maximum]."""
-    try:
-        value = float(str(text).replace("_", ""))
-    except ValueError:
-        raise GancheckError(f"{name} must be a number such as 10000 or 1e6, got {text!r}") from None
-    if not math.isfinite(value) or value != int(value) or value < 0:
-        raise GancheckError(f"{name} must be a whole non-negative number, got {text!r}")
-    if not minimum <= value <= maximum:
-        raise GancheckError(f"{name} must lie between {minimum:,} and {maximum:,}, got {text!r}")
-    return int(value)
 
 
 def positive(value, name: str):
@@ -135,16 +122,6 @@ def finite(value, name: str, low: float = 0.0, high: float = math.inf):
     if value is not None and not (math.isfinite(value) and low <= value <= high):
         raise GancheckError(f"{name} must be a finite number in [{low:g}, {high:g}], got {value}")
     return value
-
-
-def parse_pairs(items: list[str] | None, flag: str) -> dict:
-    out = {}
-    for item in items or []:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise GancheckError(f"{flag} takes NAME=VALUE, got {item!r}")
-        out[key.strip()] = value.strip()
-    return out
 
 
 def set_threads(threads: int | None) -> None:
@@ -167,18 +144,12 @@ def set_threads(threads: int | None) -> None:
         pass
 
 
-# Options of every command that runs a generator.
-LAYOUT = typer.Option("auto", "--layout", metavar="auto|nchw|nhwc", help="Generator output layout: auto (detected from a probe batch), channels first or last.")
-VALUE_RANGE = typer.Option("auto", "--range", metavar="auto|-1,1|0,1|0,255", help="Generator output value range: auto (detected from a probe batch), [-1, 1], [0, 1] or [0, 255].")
-PRIOR = typer.Option("normal", "--prior", metavar="normal|uniform|truncnormal", help="Latent prior: standard normal, uniform on [-t, t], or normal truncated to |z| <= t (t: --truncation).")
-TRUNCATION = typer.Option(2.0, "--truncation", metavar="T", help="The bound t of the uniform and truncnormal priors, in latent units (standard deviations).")
-LATENT_INPUT = typer.Option(None, "--latent-input", metavar="NAME", help="ONNX input that takes the latent (default: guessed from names and types).")
-LATENT_SHAPE = typer.Option(None, "--latent-shape", metavar="SHAPE", help="Latent shape for TorchScript/callable generators, e.g. 512 or 100,1,1.")
-INPUTS = typer.Option(None, "--input", metavar="NAME=VALUE", help="Fixed value for another generator input, NAME=VALUE (class label, truncation, noise mode). Repeatable.")
+# The generator options of every command that runs a generator, from their one declaration.
+LAYOUT, VALUE_RANGE, PRIOR, TRUNCATION, LATENT_INPUT, LATENT_SHAPE, INPUTS = (
+    parameter(AUDIT_OPTIONS[name]).default for name in ("layout", "value_range", "prior", "truncation", "latent_input", "latent_shape", "inputs"))
 
 
 def generator_options(layout, value_range, prior, truncation, latent_input, latent_shape, inputs) -> dict:
-    """The generator options above as ``load_generator`` keywords."""
-    shape = tuple(parse_count(s, "--latent-shape") for s in latent_shape.split(",")) if latent_shape else None
-    return dict(layout=layout, value_range=value_range, prior=prior, truncation=truncation, latent_input=latent_input,
-                latent_shape=shape, inputs=parse_pairs(inputs, "--input"))
+    """The generator options above as ``load_generator`` keywords (those not given left out)."""
+    return split_audit_options(dict(layout=layout, value_range=value_range, prior=prior, truncation=truncation, latent_input=latent_input,
+                                    latent_shape=latent_shape, inputs=inputs))["generator"]

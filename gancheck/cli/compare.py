@@ -13,7 +13,7 @@ import gancheck.api as api
 from gancheck.analysis.compare import describe_change
 from gancheck.analysis.gates import describe
 from gancheck.cli.common import EXIT_GATE
-from gancheck.numbers import format_change, format_number, format_share
+from gancheck.formatting import format_change, format_number, format_share
 from gancheck.render.junit import write_junit
 
 
@@ -25,7 +25,7 @@ def compare(
     fail_if: Optional[List[str]] = typer.Option(None, "--fail-if", metavar="'KEY>BOUND'", help="Gate on run B alone, as in `audit --fail-if`, e.g. 'worst_mode.neighbor_fraction_ci_high>0.02'. Repeatable."),
     junit: Optional[Path] = typer.Option(None, "--junit", metavar="FILE", help="Write JUnit XML here: one test case per gate."),
     as_json: bool = typer.Option(False, "--json", help="Print the comparison as JSON (and nothing else on stdout)."),
-    allow_mismatch: bool = typer.Option(False, "--allow-mismatch", "--force", help="Compare runs measured differently (another descriptor model file or options, theta, r or MCCS form)."),
+    allow_mismatch: bool = typer.Option(False, "--allow-mismatch", "--force", help="Compare runs measured differently (another embedder model file or options, theta, r or MCCS form)."),
 ):
     """Print the change in every key figure from RUN_A to RUN_B and gate on regressions (exit 1 when a gate fails)."""
     result = api.compare(run_a, run_b, max_increase=max_increase, max_decrease=max_decrease, fail_if=fail_if,

@@ -9,7 +9,7 @@ from typing import List, Optional
 import typer
 
 import gancheck.api as api
-from gancheck.numbers import format_count, format_number as num, format_share
+from gancheck.formatting import format_count, format_number as num, format_share
 from gancheck.cli.common import (INPUTS, LATENT_INPUT, LATENT_SHAPE, LAYOUT, PRIOR, TRUNCATION, VALUE_RANGE, generator_options,
                                  parse_count, parse_pairs, positive, set_threads)
 from gancheck.cli.progress import Reporter, choose_mode
@@ -21,7 +21,7 @@ def coverage(
     n: str = typer.Option("1e4", "--n", metavar="N", help="Generated images to compare; accepts 1e4-style numbers."),
     seed: int = typer.Option(0, "--seed", metavar="SEED", help="Seed of the latents and of the K-means binning."),
     embedder: str = typer.Option("pixel", "--embedder", metavar="NAME", help="Descriptor the bins are made in: pixel, dlib, insightface, or onnx:PATH."),
-    embedder_opts: Optional[List[str]] = typer.Option(None, "--embedder-opt", metavar="KEY=VALUE", help="Extra descriptor option KEY=VALUE (e.g. size=8 for pixel). Repeatable."),
+    embedder_opts: Optional[List[str]] = typer.Option(None, "--embedder-opt", metavar="KEY=VALUE", help="Extra embedder option KEY=VALUE (e.g. size=8 for pixel). Repeatable."),
     bins: Optional[int] = typer.Option(None, "--bins", metavar="K", show_default="one per 50 real images, 2 to 100", help="Number of K-means bins of the real images (each needs 10 real images on average)."),
     alpha: float = typer.Option(0.05, "--alpha", metavar="Q", help="False-discovery rate (Benjamini-Hochberg) below which a bin or attribute counts as different."),
     attributes: Optional[str] = typer.Option(None, "--attributes", metavar="onnx:PATH", help="An ONNX classifier from images to class scores: report each attribute's generated and real frequencies."),
@@ -32,7 +32,7 @@ def coverage(
     as_json: bool = typer.Option(False, "--json", help="Print coverage.json to stdout (and nothing else)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print nothing but errors."),
     batch_size: int = typer.Option(64, "--batch-size", metavar="N", help="Images generated and described per batch; results do not depend on it."),
-    device: str = typer.Option("auto", "--device", metavar="auto|cpu|cuda", help="Where the generator, descriptor and classifier run."),
+    device: str = typer.Option("auto", "--device", metavar="auto|cpu|cuda", help="Where the generator, embedder and classifier run."),
     threads: Optional[int] = typer.Option(None, "--threads", metavar="N", show_default="all cores", help="CPU threads for BLAS, FAISS and onnxruntime."),
     calibrator: Optional[Path] = typer.Option(None, "--calibrator", metavar="FILE", help="Draw the generator's latents through this calibrator (from `gancheck calibrate`): what a calibrated sampler covers."),
     force: bool = typer.Option(False, "--force", help="Use --calibrator even though it was built for another generator."),

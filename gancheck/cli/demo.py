@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import inspect
 from pathlib import Path
 
 import typer
 
-from gancheck.cli.audit import audit
+from gancheck.cli.audit import CLI_OPTIONS, run_audit_command
+from gancheck.cli.declared import defaults
 from gancheck.sources.planted import DEMO_MODEL
 
 
@@ -20,14 +20,8 @@ def demo(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a run in --out that is not a demo run (an earlier demo run is always replaced)."),
 ):
     """Audit the built-in demo generator (ships with the package; 6% of its draws collapse onto one image)."""
-    audit(generator=str(DEMO_MODEL), n=n, anchors=anchors, out=out, overwrite=overwrite or _holds_demo(out), quiet=quiet, as_json=as_json,
-          **_audit_defaults(exclude={"generator", "n", "anchors", "out", "overwrite", "quiet", "as_json"}))
-
-
-def _audit_defaults(exclude: set) -> dict:
-    """The audit command's defaults, for commands that call it with a few values changed."""
-    return {k: (p.default.default if hasattr(p.default, "default") else p.default)
-            for k, p in inspect.signature(getattr(audit, "__wrapped__", audit)).parameters.items() if k not in exclude}
+    run_audit_command(str(DEMO_MODEL), dict(defaults(CLI_OPTIONS), n=n, anchors=anchors, out=out, overwrite=overwrite or _holds_demo(out),
+                                            quiet=quiet, as_json=as_json))
 
 
 def _holds_demo(out: Path) -> bool:

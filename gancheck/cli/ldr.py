@@ -9,7 +9,7 @@ from typing import List, Optional
 import typer
 
 import gancheck.api as api
-from gancheck.numbers import format_count, format_number as num
+from gancheck.formatting import format_count, format_number as num
 from gancheck.cli.common import positive, set_threads
 from gancheck.cli.progress import Reporter, choose_mode
 
@@ -61,7 +61,7 @@ def ldr(
 
 
 def ldr_lines(result: dict) -> list[str]:
-    """The summary and the most under-represented images, in gancheck.numbers' one rule."""
+    """The summary and the most under-represented images, in gancheck.formatting' one rule."""
     lines = [f"{format_count(result['images'])} images x {result['checkpoints']} checkpoints; discrepancy score LDRM + {num(result['k'])} sqrt(LDRV): "
              f"mean {num(result['score']['mean'])}, max {num(result['score']['max'])}",
              "most under-represented (highest score first):"]

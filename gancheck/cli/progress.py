@@ -12,7 +12,7 @@ import os
 import sys
 import time
 
-from gancheck.numbers import format_count, format_number
+from gancheck.formatting import format_count, format_number
 
 #: seconds between two progress lines of one stage in a log (``GANCHECK_PROGRESS_INTERVAL`` overrides)
 INTERVAL = 30.0

@@ -22,7 +22,7 @@ def report(
     junit: Optional[Path] = typer.Option(None, "--junit", metavar="FILE", help="Write JUnit XML here: one test case per --fail-if gate."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print nothing but failed gates."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --out file."),
-    force: bool = typer.Option(False, "--force", help="Show --before even when it was measured differently (another descriptor model, theta, r or MCCS form)."),
+    force: bool = typer.Option(False, "--force", help="Show --before even when it was measured differently (another embedder model, theta, r or MCCS form)."),
     allow_inconclusive: bool = typer.Option(False, "--allow-inconclusive", help="Let --fail-if gates pass on an inconclusive run (degenerate inputs)."),
 ):
     """Re-render RUN_DIR/report.html (one self-contained page with the paper's figures) and optionally gate the run."""

@@ -1,4 +1,4 @@
-"""``gancheck theta``: estimate a descriptor's theta and r from labelled image pairs."""
+"""``gancheck theta``: estimate an embedder's theta and r from labelled image pairs."""
 
 from __future__ import annotations
 
@@ -9,19 +9,19 @@ from typing import Annotated, Optional
 import typer
 
 from gancheck.analysis.thresholds import build_embedder, estimate_from_folder
-from gancheck.numbers import format_count, format_number as num, format_share
+from gancheck.formatting import format_count, format_number as num, format_share
 
 
 def theta_command(
     pairs_dir: Annotated[Path, typer.Argument(metavar="PAIRS_DIR", help="Folder with same/<pair>/ and different/<pair>/ sub-folders of two images each.")],
-    embedder: Annotated[str, typer.Option("--embedder", "-e", metavar="NAME", help="Descriptor: dlib, insightface, pixel or onnx:PATH.")] = "dlib",
-    align: Annotated[Optional[str], typer.Option("--align", metavar="detect|fixed|detect-cnn", show_default="detect", help="Face descriptors: detect (find the face), fixed (pre-aligned crops) or, for dlib, detect-cnn (dlib's CNN face detector).")] = None,
+    embedder: Annotated[str, typer.Option("--embedder", "-e", metavar="NAME", help="Embedder: dlib, insightface, pixel or onnx:PATH.")] = "dlib",
+    align: Annotated[Optional[str], typer.Option("--align", metavar="detect|fixed|detect-cnn", show_default="detect", help="Face embedders: detect (find the face), fixed (pre-aligned crops) or, for dlib, detect-cnn (dlib's CNN face detector).")] = None,
     insightface_dir: Annotated[Optional[Path], typer.Option("--insightface-dir", envvar="GANCHECK_INSIGHTFACE_DIR", metavar="DIR", help="Directory holding the InsightFace model pack.")] = None,
-    device: Annotated[str, typer.Option("--device", metavar="auto|cpu|cuda", help="Where the descriptor runs (auto: CUDA when present).")] = "auto",
+    device: Annotated[str, typer.Option("--device", metavar="auto|cpu|cuda", help="Where the embedder runs (auto: CUDA when present).")] = "auto",
     threads: Annotated[Optional[int], typer.Option("--threads", metavar="N", show_default="all cores", help="CPU threads / worker processes.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the estimate as JSON (and nothing else).")] = False,
 ):
-    """Estimate a descriptor's theta and r (normalised angular distances, Eq. 4) from image pairs."""
+    """Estimate an embedder's theta and r (normalised angular distances, Eq. 4) from image pairs."""
     model = build_embedder(embedder, align, insightface_dir, device, threads)
     result = estimate_from_folder(pairs_dir, model)
     if as_json:
@@ -34,17 +34,17 @@ def theta_command(
 
 
 def theta_lines(embedder: str, result: dict) -> list[str]:
-    """The estimate in plain lines, every figure in gancheck.numbers' one rule (distances to three
+    """The estimate in plain lines, every figure in gancheck.formatting' one rule (distances to three
     significant digits, accuracies and acceptance rates as percentages)."""
     s, d = result["same_distance"], result["different_distance"]
     defaults = result["descriptor_defaults"]
     return [
-        f"descriptor {embedder}: {format_count(result['n_same'])} same-identity and {format_count(result['n_different'])} different-identity pairs",
+        f"embedder {embedder}: {format_count(result['n_same'])} same-identity and {format_count(result['n_different'])} different-identity pairs",
         f"  same pairs      d: min {num(s['min'])}  median {num(s['median'])}  max {num(s['max'])}",
         f"  different pairs d: min {num(d['min'])}  median {num(d['median'])}  max {num(d['max'])}",
         f"  theta = {num(result['theta'])}  (best accuracy {format_share(result['accuracy_at_theta'])}; "
         f"TAR {format_share(result['at_theta']['tar'])}, FAR {format_share(result['at_theta']['far'])})",
         f"  r     = {num(result['radius'])}  (theta x 5/6, gancheck's convention for r; TAR {format_share(result['at_radius']['tar'])}, "
         f"FAR {format_share(result['at_radius']['far'])})",
-        f"  descriptor defaults: theta {num(defaults['theta'])}, r {num(defaults['radius'])}",
+        f"  embedder defaults: theta {num(defaults['theta'])}, r {num(defaults['radius'])}",
     ]

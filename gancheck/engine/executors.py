@@ -10,7 +10,7 @@ from typing import Iterator
 import numpy as np
 
 from gancheck.errors import GancheckError
-from gancheck.engine.pipeline import ShardResult, Worker
+from gancheck.engine.pipeline import ShardResult, ShardMeasurer
 
 
 def plan(indices: np.ndarray, shard_size: int) -> list[np.ndarray]:
@@ -29,34 +29,34 @@ def shard_end(shards: list[np.ndarray], j: int) -> int:
     return int(shards[j + 1][0]) if j + 1 < len(shards) else int(shards[j][-1]) + 1
 
 
-def shard_results(config, worker, parts, checkpoints, todo, on_batch, rebuild) -> Iterator[ShardResult]:
+def shard_results(config, worker, parts, checkpoints, todo, on_batch, specs) -> Iterator[ShardResult]:
     """Results of shards ``todo`` (in any order)."""
     if config.executor == "ray":
-        return _ray_results(config, worker, parts, checkpoints, todo, on_batch, rebuild)
+        return _ray_results(config, worker, parts, checkpoints, todo, on_batch, specs)
     return (worker.shard(j, parts[j], shard_checkpoints(parts, checkpoints, j), shard_end(parts, j), on_batch) for j in todo)
 
 
 class _RayShardWorker:
     """Holds one rebuilt generator and descriptor for the life of a Ray actor."""
 
-    def __init__(self, rebuild: dict, anchors, theta, radius, config):
-        from gancheck.components import build_source_and_embedder
+    def __init__(self, specs: dict, anchors, theta, radius, config):
+        from gancheck.inputs import build_inputs
 
-        source, embedder = build_source_and_embedder(**rebuild)
+        source, embedder = build_inputs(**specs)
         source.prepare(config.seed)
-        self.worker = Worker(source, embedder, anchors, theta, radius, config)
+        self.worker = ShardMeasurer(source, embedder, anchors, theta, radius, config)
 
     def shard(self, j, indices, checkpoints, end):
         return self.worker.shard(j, indices, checkpoints, end)
 
 
-def _ray_results(config, worker, parts, checkpoints, todo, on_batch, rebuild):
+def _ray_results(config, worker, parts, checkpoints, todo, on_batch, specs):
     try:
         import ray
         from ray.util import ActorPool
     except ImportError:
         raise GancheckError("--executor ray needs Ray: pip install 'gancheck[ray]'") from None
-    if rebuild is None:
+    if specs is None:
         raise GancheckError("--executor ray needs a generator given by path or module (not an in-memory object)")
     if not ray.is_initialized():
         try:
@@ -68,7 +68,7 @@ def _ray_results(config, worker, parts, checkpoints, todo, on_batch, rebuild):
             raise GancheckError(f"cannot start or reach Ray ({str(exc).splitlines()[0][:160]}); check --ray-address") from None
     actor = ray.remote(num_cpus=1)(_RayShardWorker)
     anchors = ray.put(worker.anchors)
-    pool = ActorPool([actor.remote(rebuild, anchors, worker.theta, worker.radius, config) for _ in range(config.workers)])
+    pool = ActorPool([actor.remote(specs, anchors, worker.theta, worker.radius, config) for _ in range(config.workers)])
     calls = pool.map_unordered(lambda a, j: a.shard.remote(j, parts[j], shard_checkpoints(parts, checkpoints, j), shard_end(parts, j)), todo)
     try:
         for result in calls:

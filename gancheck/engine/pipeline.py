@@ -160,8 +160,9 @@ def retrying(fn: Callable, what: str, retries: int, timeout: float = 0):
                         "fix the cause and rerun with --resume")
 
 
-class Worker:
-    """Generates, embeds and accumulates samples for one run's anchors and settings."""
+class ShardMeasurer:
+    """Measures the collection shard by shard for one run's anchors and settings: generates, embeds and
+    accumulates its samples."""
 
     def __init__(self, source, embedder, anchors: np.ndarray, theta: float, radius: float, config):
         self.source, self.embedder, self.anchors = source, embedder, anchors
@@ -183,7 +184,7 @@ class Worker:
         for idx, images, ok in batches:
             found = np.zeros(len(idx), bool)
             if ok.any():
-                v, f = retrying(lambda: self.embedder.embed(images[ok]), f"the descriptor on samples {idx[0]}..{idx[-1]}", self.config.retries,
+                v, f = retrying(lambda: self.embedder.embed(images[ok]), f"the embedder on samples {idx[0]}..{idx[-1]}", self.config.retries,
                                 getattr(self.config, "timeout", 0))
                 self.dim = np.asarray(v).shape[1]
                 vectors = np.zeros((len(idx), self.dim), np.float32)

@@ -14,7 +14,7 @@ import io
 from pathlib import Path
 
 from gancheck.files import atomic_write
-from gancheck.numbers import format_change, format_count, format_number as num, format_share
+from gancheck.formatting import format_change, format_count, format_number as num, format_share
 
 CSS = """
 body{font-family:system-ui,-apple-system,'Segoe UI',Roboto,Helvetica,Arial,sans-serif;margin:0;background:#f4f5f7;color:#1d232a}

@@ -35,7 +35,7 @@ def gate_cases(results: list[dict]) -> list[dict]:
 def junit_xml(suite: str, cases: list[dict], properties: dict | None = None, output: str = "") -> str:
     """The JUnit document as a string.
 
-    suite: the test suite's name (e.g. ``gancheck.run.audit``); cases: dicts with ``name``, ``failed``
+    suite: the test suite's name (e.g. ``gancheck.audit``); cases: dicts with ``name``, ``failed``
     and ``message`` (and optional ``time`` in seconds); properties: name -> value pairs recorded
     in the suite (run directory, generator, figures); output: text for ``system-out``.
     """

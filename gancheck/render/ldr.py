@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from gancheck.numbers import format_count, format_number as num
+from gancheck.formatting import format_count, format_number as num
 from gancheck.render.coverage import CSS, _e, _thumb, write_page
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from gancheck.files import atomic_write
-from gancheck.numbers import format_number, format_share
+from gancheck.formatting import format_number, format_share
 from gancheck.render.html import BLUE, RED, _figure_uri, _mpl
 
 

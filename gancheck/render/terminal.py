@@ -1,11 +1,11 @@
 """The audit's summary on a terminal (Rich) and its last line in a log; both read the verdict
-computed in :mod:`gancheck.analysis.verdict`, and format numbers with :mod:`gancheck.numbers`."""
+computed in :mod:`gancheck.analysis.verdict`, and format numbers with :mod:`gancheck.formatting`."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from gancheck.numbers import format_count, format_interval, format_number, format_share
+from gancheck.formatting import format_count, format_interval, format_number, format_share
 
 #: Rich style of each verdict status
 STATUS_STYLE = {"pass": "bold green", "collapse": "bold yellow", "fail": "bold red", "inconclusive": "bold magenta"}

@@ -8,7 +8,7 @@ import numpy as np
 
 from gancheck.errors import GancheckError
 from gancheck.maths import MCCS_FORMS
-from gancheck.defaults import BATCH_SIZE, CHUNK_SIZE, SHARD_SIZE
+from gancheck.options import default
 
 NO_FACE_POLICIES = ("exclude", "keep")
 NAN_POLICIES = ("stop", "skip")
@@ -21,30 +21,30 @@ RADIAL_BINS = 16
 
 @dataclass
 class AuditConfig:
-    """Settings of one audit. ``theta``/``radius`` default to the embedder's own."""
+    """Settings of one audit's measurement (their defaults and help: :data:`gancheck.options.AUDIT_OPTIONS`).
+    ``theta``/``radius`` default to the embedder's own."""
 
-    n: int = 10_000
-    anchors: int = 1_000
-    seed: int = 0
-    theta: float | None = None
-    radius: float | None = None
-    mccs_form: str = "paper"
-    protocol: str = "independent"
-    batch_size: int = BATCH_SIZE
-    chunk_size: int = CHUNK_SIZE
-    backend: str = "auto"
-    top_k: int = 24
-    neighbors_k: int = 80
-    no_face: str = "exclude"
-    save_embeddings: bool = False
-    shard_size: int = SHARD_SIZE
-    on_nan: str = "stop"
-    retries: int = 2
-    executor: str = "local"
-    workers: int = 1
-    ray_address: str | None = None
-    #: seconds a generator or descriptor call may take before it counts as failed (0: no limit)
-    timeout: float = 1800.0
+    n: int = default('n')
+    anchors: int = default('anchors')
+    seed: int = default('seed')
+    theta: float | None = default('theta')
+    radius: float | None = default('radius')
+    mccs_form: str = default('mccs_form')
+    protocol: str = default('protocol')
+    batch_size: int = default('batch_size')
+    chunk_size: int = default('chunk_size')
+    backend: str = default('backend')
+    top_k: int = default('top_k')
+    neighbors_k: int = default('neighbors_k')
+    no_face: str = default('no_face')
+    save_embeddings: bool = default('save_embeddings')
+    shard_size: int = default('shard_size')
+    on_nan: str = default('on_nan')
+    retries: int = default('retries')
+    executor: str = default('executor')
+    workers: int = default('workers')
+    ray_address: str | None = default('ray_address')
+    timeout: float = default('timeout')
 
     def validate(self) -> None:
         for name in ("n", "anchors", "seed", "batch_size", "chunk_size", "shard_size", "workers", "retries", "top_k", "neighbors_k"):
@@ -55,6 +55,9 @@ class AuditConfig:
             value = getattr(self, name)
             if value is not None and not (isinstance(value, (int, float, np.number)) and np.isfinite(value) and value >= 0):
                 raise GancheckError(f"--{name} must be a finite number not below 0, got {value!r}")
+        for name in ("theta", "radius"):
+            if getattr(self, name) is not None and getattr(self, name) > 1:
+                raise GancheckError(f"--{name} is a normalised angular distance (Eq. 4) in [0, 1], got {getattr(self, name)!r}")
         if self.top_k < 1 or self.neighbors_k < 0 or self.seed < 0:
             raise GancheckError(f"--top-k must be at least 1, --seed not negative (got top_k={self.top_k}, seed={self.seed})")
         if self.n < 1 or self.anchors < 2:

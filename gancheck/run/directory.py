@@ -12,14 +12,16 @@ import datetime as _dt
 import json
 import os
 import sys
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 
-from gancheck.run.result import AuditResult, summary
-from gancheck.components import build_source_and_embedder
+from gancheck.run.result import AuditResult
+from gancheck.inputs import build_inputs
 from gancheck.errors import GancheckError
-from gancheck.files import atomic_write, package_versions, write_json
+from gancheck.files import package_versions, write_json
 from gancheck.defaults import BATCH_SIZE
 from gancheck.images import to_uint8
 
@@ -75,6 +77,25 @@ def open_staging(out: Path, resume: bool, log=None) -> Path:
         return work
     work.mkdir(parents=True)
     return work
+
+
+@contextmanager
+def staged_run(out: str | Path, overwrite: bool = False, resume: bool = False, log=None) -> Iterator[Path]:
+    """The one way a run directory is written: check ``out`` (:func:`prepare_run_dir`), hold its
+    lock, yield the staging directory to write the run into, and move it into place (:func:`publish`)
+    only when the body has finished; after a failure or a stop, ``out`` is as it was and the staging
+    directory is kept when ``--resume`` can continue it (:func:`abandon`)."""
+    from gancheck.run.lock import RunLock
+
+    out = prepare_run_dir(out, overwrite=overwrite, resume=resume)
+    with RunLock(out):
+        work = open_staging(out, resume, log=log)
+        try:
+            yield work
+        except BaseException:
+            abandon(work, out)  # kept when --resume can continue it; the error's own line says so
+            raise
+        publish(work, out)
 
 
 def has_checkpoints(work: Path) -> bool:
@@ -198,13 +219,13 @@ def base_manifest(source, embedder, config_dict: dict, argv: list[str] | None = 
     }
 
 
-def write_run(out: Path, result: AuditResult, manifest: dict, extra: dict | None = None) -> dict:
-    """Write tables and report.json for a finished audit; returns the report."""
+def write_run(out: Path, result: AuditResult, report: dict, manifest: dict) -> None:
+    """Write a finished, analysed audit into ``out``, each file once: the tables, ``report.json``
+    (the analysed report) and ``manifest.json`` (status complete)."""
+    import pyarrow as pa
     from PIL import Image
 
     out = Path(out)
-    import pyarrow as pa
-
     radial = np.ascontiguousarray(result.radial, dtype=np.int64)
     _write_table(out / "anchors.parquet", {
         "sample_index": result.anchor_index, "m": result.m, "mccs": result.scores,
@@ -212,7 +233,6 @@ def write_run(out: Path, result: AuditResult, manifest: dict, extra: dict | None
         "radial_counts": pa.FixedSizeListArray.from_arrays(pa.array(radial.reshape(-1)), radial.shape[1]),
     })
     _write_table(out / "convergence.parquet", {k: [row[k] for row in result.convergence] for k in result.convergence[0]})
-    report = summary(result)
     modes = report["modes"]
     _write_table(out / "modes.parquet", {k: [m[k] for m in modes] for k in ("rank", "sample_index", "neighbors", "neighbor_fraction", "mccs")})
     rows = [(int(result.anchor_index[a]), r, int(s), float(d)) for a, (idx, dist) in result.nearest.items() for r, (s, d) in enumerate(zip(idx, dist))]
@@ -221,15 +241,9 @@ def write_run(out: Path, result: AuditResult, manifest: dict, extra: dict | None
         (out / "no_face").mkdir(exist_ok=True)
         for index, image in result.no_face_samples:
             Image.fromarray(to_uint8(image)).save(out / "no_face" / f"{index}.png")
-    report["radial_radii"] = [float(r) for r in result.radii]
-    report["embedder"] = manifest["embedder"].get("name")
-    report["generator"] = manifest["generator"]
-    report.update(extra or {})
     write_json(out / "report.json", report)
-    manifest = dict(manifest, status="complete", theta=result.theta, radius=result.radius, mccs_form=result.config.mccs_form,
-                    seed=result.config.seed)
-    write_json(out / "manifest.json", manifest)
-    return report
+    write_json(out / "manifest.json", dict(manifest, status="complete", theta=result.theta, radius=result.radius,
+                                           mccs_form=result.config.mccs_form, seed=result.config.seed))
 
 
 def load_report(run_dir: str | Path) -> dict:
@@ -242,6 +256,18 @@ def load_report(run_dir: str | Path) -> dict:
         raise GancheckError(f"{path} is not valid JSON ({exc.msg} at line {exc.lineno}); re-run the audit") from None
 
 
+#: Generator options that runs before the options were declared once recorded for every source (their
+#: defaults, or settings now passed apart): dropped when such a run is reopened, so a source that
+#: does not take them does not refuse the old run.
+_LEGACY_GENERATOR_OPTIONS = {"timeout": None, "http_retries": None, "concurrency": 1, "token_env": "GANCHECK_HTTP_TOKEN"}
+
+
+def stored_generator_options(config: dict) -> dict:
+    """A manifest's generator options, as they are passed again to rebuild its generator."""
+    return {k: v for k, v in (config.get("generator_options") or {}).items()
+            if not (k in _LEGACY_GENERATOR_OPTIONS and (_LEGACY_GENERATOR_OPTIONS[k] is None or v == _LEGACY_GENERATOR_OPTIONS[k]))}
+
+
 def open_run(run_dir: str | Path, device: str = "auto"):
     """Rebuild what a run used: ``(manifest, source, embedder)``; the source is prepared with the
     run's seed, so ``source.images(indices)`` regenerates any sample, anchor or mode."""
@@ -251,9 +277,10 @@ def open_run(run_dir: str | Path, device: str = "auto"):
     try:
         manifest = json.loads(path.read_text())
         cfg = manifest["config"]
-        source, embedder = build_source_and_embedder(
-            cfg["generator"], cfg["embedder"], cfg.get("generator_options"), cfg.get("embedder_options"), device=device,
-            batch_size=cfg.get("batch_size", BATCH_SIZE), calibrator=cfg.get("calibrator"), force=cfg.get("force", False))
+        source, embedder = build_inputs(
+            cfg["generator"], cfg["embedder"], stored_generator_options(cfg), cfg.get("embedder_options"), device=device,
+            batch_size=cfg.get("batch_size", BATCH_SIZE), calibrator=cfg.get("calibrator"), force=cfg.get("force", False),
+            timeout=cfg.get("timeout"), retries=cfg.get("retries"))
     except (json.JSONDecodeError, KeyError) as exc:
         raise GancheckError(f"{path} is damaged ({type(exc).__name__}: {exc}); re-run the audit") from None
     source.prepare(cfg["seed"])

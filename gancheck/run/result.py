@@ -1,8 +1,8 @@
-"""What an audit measured (:class:`AuditResult`) and the report's figures computed from it."""
+"""What an audit measured (:class:`AuditResult`) and its convergence rows."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -12,7 +12,8 @@ from gancheck.run.config import AuditConfig
 
 @dataclass
 class AuditResult:
-    """Everything an audit measured; :mod:`gancheck.run.directory` turns it into files."""
+    """Everything an audit measured, in memory: :func:`gancheck.analysis.report.measured_run` reads it
+    as a run, :func:`gancheck.run.directory.write_run` writes it as tables."""
 
     config: AuditConfig
     theta: float
@@ -43,40 +44,3 @@ def convergence_row(n: int, m: np.ndarray, neighbors: np.ndarray, form: str) -> 
     mu, sigma = population_stats(scores)
     w = worst_mode(neighbors, scores)
     return {"n": int(n), "mccs_mean": mu, "mccs_std": sigma, "worst_mccs": float(scores[w]), "worst_neighbor_fraction": float(neighbors[w] / n)}
-
-
-def summary(result: AuditResult) -> dict:
-    """The report's figures (the keys other tools read), from an :class:`AuditResult`."""
-    mu, sigma = population_stats(result.scores)
-    w = worst_mode(result.neighbors, result.scores)
-    n = result.n_samples
-
-    def mode(i: int, rank: int) -> dict:
-        return {"rank": rank, "sample_index": int(result.anchor_index[i]), "neighbors": int(result.neighbors[i]),
-                "neighbor_fraction": float(result.neighbors[i] / n), "mccs": _finite(result.scores[i]), "m": float(result.m[i])}
-
-    worst = mode(w, 1)
-    worst.pop("rank")
-    return {
-        "n_samples": n,
-        "n_anchors": int(len(result.anchor_index)),
-        "theta": result.theta,
-        "radius": result.radius,
-        "mccs_form": result.config.mccs_form,
-        "mccs_formula": "1/(1-ln m)" if result.config.mccs_form == "paper" else "1/(-log10 m)",
-        "protocol": result.config.protocol,
-        "seed": result.config.seed,
-        "mccs": {"mean": _finite(mu), "std": _finite(sigma), "min": _finite(np.min(result.scores)),
-                 "median": _finite(np.median(result.scores)), "max": _finite(np.max(result.scores))},
-        "worst_mode": worst,
-        "modes": [mode(i, r + 1) for r, i in enumerate(result.modes)],
-        "no_face": result.no_face,
-        "skipped_nan": result.skipped_nan,
-        "config": asdict(result.config),
-    }
-
-
-def _finite(x) -> float | None:
-    """JSON has no infinity: the reference MCCS form is infinite at m = 1; that is written as null."""
-    x = float(x)
-    return x if np.isfinite(x) else None

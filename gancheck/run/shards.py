@@ -14,7 +14,7 @@ import numpy as np
 from gancheck.engine.accumulator import Partial
 from gancheck.engine.pipeline import ShardResult
 from gancheck.errors import GancheckError
-from gancheck.files import file_sha256, write_json
+from gancheck.files import atomic_write, file_sha256, write_json
 from gancheck.run.fingerprint import describe_difference, first_difference
 
 STATE = "state.json"
@@ -47,29 +47,38 @@ def write_shard(run_dir: Path, result: ShardResult) -> tuple[str, str]:
     table = pa.table(columns).replace_schema_metadata({"gancheck": json.dumps(meta)})
     folder = Path(run_dir) / SHARD_DIR
     folder.mkdir(exist_ok=True)
-    name = f"shard-{result.index:06d}.parquet"
-    tmp = folder / f".{name}.tmp"
-    pq.write_table(table, tmp)
     if result.embeddings is not None:
         idx, vec = result.embeddings
         emb_tmp = folder / f".emb-{result.index:06d}.parquet.tmp"
         pq.write_table(pa.table({"sample_index": pa.array(idx, pa.int64()), "embedding": _fixed(np.asarray(vec, np.float32))}), emb_tmp)
         os.replace(emb_tmp, folder / f"emb-{result.index:06d}.parquet")
-    os.replace(tmp, folder / name)
-    return name, file_sha256(folder / name)
+    name = f"shard-{result.index:06d}.parquet"
+    return name, _write_hashed(folder / name, table)
+
+
+def _write_hashed(path: Path, table) -> str:
+    """Write ``table`` as Parquet to ``path`` atomically; its sha256, hashed before it is written (the
+    checkpoint is never read back to be checked)."""
+    import hashlib
+    import io
+
+    import pyarrow.parquet as pq
+
+    buf = io.BytesIO()
+    pq.write_table(table, buf)
+    data = buf.getvalue()
+    atomic_write(path, data)
+    return hashlib.sha256(data).hexdigest()
 
 
 def write_anchors(run_dir: Path, indices: np.ndarray, vectors: np.ndarray, found: np.ndarray, ok: np.ndarray) -> tuple[str, str]:
     """Checkpoint the anchors' embeddings atomically; returns (file name, sha256)."""
     import pyarrow as pa
-    import pyarrow.parquet as pq
 
     folder = Path(run_dir) / SHARD_DIR
     folder.mkdir(exist_ok=True)
-    tmp = folder / ".anchors.parquet.tmp"
-    pq.write_table(pa.table({"sample_index": indices, "embedding": _fixed(np.asarray(vectors, np.float32)), "found": found, "ok": ok}), tmp)
-    os.replace(tmp, folder / "anchors.parquet")
-    return "anchors.parquet", file_sha256(folder / "anchors.parquet")
+    table = pa.table({"sample_index": indices, "embedding": _fixed(np.asarray(vectors, np.float32)), "found": found, "ok": ok})
+    return "anchors.parquet", _write_hashed(folder / "anchors.parquet", table)
 
 
 def read_anchors(run_dir: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

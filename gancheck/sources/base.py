@@ -1,4 +1,11 @@
-"""The image source every audit reads from: a latent generator or a folder of its images."""
+"""The image source every audit reads from (a latent generator or a folder of its images), and the
+registry of source kinds.
+
+Which source reads a generator spec is decided by the table in :mod:`gancheck.sources.claims`. A
+third-party source subclasses :class:`Source` (or :class:`LatentSource`), states its claim in
+:meth:`Source.accepts`, and is declared by an entry point in the group ``gancheck.sources``, named
+after its kind: ``npz = "my_package.source:NpzSource"``.
+"""
 
 from __future__ import annotations
 
@@ -12,27 +19,13 @@ from gancheck.registry import Registry
 from gancheck.sources.latents import ANCHOR_OFFSET, LatentPrior, anchor_indices
 from gancheck.defaults import BATCH_SIZE
 
-SOURCES: Registry = Registry("generator source", attribute="kind")
-register = SOURCES.register
-
-
-def load_generator(spec: str, **options) -> "Source":
-    """The source for ``spec``: a folder, a ``.onnx`` file, a TorchScript file, or ``pkg.mod:attr``."""
-    for cls in SOURCES:
-        if cls.accepts(spec):
-            return cls(spec, **{k: v for k, v in options.items() if v is not None and k in cls.options})
-    raise GancheckError(
-        f"generator not found: {spec} (give an existing .onnx or TorchScript file, a folder of images, "
-        "or a Python callable as package.module:attr)"
-    )
-
 
 class Source(ABC):
     """Where images come from. Sample indices ``0..n-1`` form the collection C; anchors A use
     other indices (disjoint by construction)."""
 
     kind: str = ""
-    #: constructor keyword options this kind understands (the CLI passes only these)
+    #: constructor keyword options this kind takes; any other option given is refused
     options: tuple[str, ...] = ()
     latent_prior: LatentPrior | None = None
     #: set by the pipeline: NaN images come back as NaN (skipped and counted) instead of an error
@@ -41,8 +34,11 @@ class Source(ABC):
     image_shape: tuple[int, int] | None = None
 
     @classmethod
-    @abstractmethod
-    def accepts(cls, spec: str) -> bool: ...
+    def accepts(cls, spec: str) -> bool:
+        """True when this third-party source reads ``spec`` (e.g. ``spec.startswith("npz:")``). It is
+        asked only when no built-in rule of :data:`gancheck.sources.claims.CLAIMS` claims the spec;
+        built-in sources are claimed by that table and keep this False."""
+        return False
 
     @abstractmethod
     def images(self, indices: np.ndarray) -> np.ndarray:
@@ -60,7 +56,7 @@ class Source(ABC):
 
     def collection_indices(self, n: int, n_anchors: int = 0) -> range | np.ndarray:
         """C's sample indices: ``range(n)``, never materialised whole (its memory would grow with n);
-        each shard makes its own array (:meth:`gancheck.engine.pipeline.Worker.shard`)."""
+        each shard makes its own array (:meth:`gancheck.engine.pipeline.ShardMeasurer.shard`)."""
         return range(int(n))
 
     def describe(self) -> dict:
@@ -114,6 +110,10 @@ class LatentSource(Source):
 
     def describe(self) -> dict:
         return {"kind": self.kind, "latent_prior": self.latent_prior.to_dict(), "output": self.format.to_dict()}
+
+
+SOURCES: Registry = Registry("generator source", group="gancheck.sources", base=Source, attribute="kind")
+register = SOURCES.register
 
 
 def check_count(raw, n: int):

@@ -57,10 +57,6 @@ class ProgramGenerator(CachedSource):
 
     options = ("layout", "value_range", "batch_size", "prior", "truncation", "latent_shape", "inputs", "timeout")
 
-    @classmethod
-    def accepts(cls, spec: str) -> bool:
-        return spec.startswith(PREFIX)
-
     def __init__(self, spec: str, prior: str = "normal", truncation: float = 2.0, latent_shape=None, inputs: dict | None = None,
                  timeout: float = 60.0, **kw):
         super().__init__(**kw)

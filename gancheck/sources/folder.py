@@ -19,10 +19,6 @@ class FolderSource(Source):
 
     options = ("size",)
 
-    @classmethod
-    def accepts(cls, spec: str) -> bool:
-        return Path(spec).is_dir()
-
     def __init__(self, path: str, size: int | None = None):
         self.path = Path(path)
         self.files = sorted(p for p in self.path.rglob("*") if p.suffix.lower() in EXTENSIONS and p.is_file())

@@ -14,7 +14,6 @@ import http.client
 import io
 import json
 import os
-import re
 import socket
 import ssl
 import threading
@@ -24,7 +23,7 @@ from urllib.parse import urlsplit
 
 import numpy as np
 
-from gancheck.documents import dotted_get
+from gancheck.dotted import dotted_get
 from gancheck.errors import GancheckError
 from gancheck.sources.base import register
 from gancheck.sources.cache import CachedSource, cache_key
@@ -35,7 +34,6 @@ from gancheck.sources.onnx_generator import fixed_input, parse_value
 TOKEN_ENV = "GANCHECK_HTTP_TOKEN"
 V2_DTYPES = {"FP32": np.float32, "FP64": np.float64, "FP16": np.float16, "INT64": np.int64, "INT32": np.int32,
              "INT16": np.int16, "INT8": np.int8, "UINT8": np.uint8, "UINT16": np.uint16, "BOOL": np.bool_}
-_V2_MODEL = re.compile(r"^https?://[^/]+(/.*)?/v2/models/[^/]+(/versions/[^/]+)?/?$")
 _LATENT_NAMES = ("z", "latent", "latents", "noise", "input", "x")
 _SENT = {"binary": "application/octet-stream", "json": "application/json"}
 
@@ -228,10 +226,6 @@ class InferenceServerGenerator(CachedSource):
     options = ("layout", "value_range", "batch_size", "prior", "truncation", "latent_input", "inputs", "concurrency",
                "max_rps", "timeout", "token_env", "ca_file", "http_retries", "binary")
 
-    @classmethod
-    def accepts(cls, spec: str) -> bool:
-        return bool(_V2_MODEL.match(spec))
-
     def __init__(self, url: str, prior: str = "normal", truncation: float = 2.0, latent_input: str | None = None,
                  inputs: dict | None = None, concurrency: int = 1, max_rps: float | None = None, timeout: float = 60.0,
                  token_env: str = TOKEN_ENV, ca_file: str | None = None, http_retries: int = 3, binary: str = "auto", **kw):
@@ -384,10 +378,6 @@ class JsonServiceGenerator(CachedSource):
 
     options = ("layout", "value_range", "batch_size", "prior", "truncation", "request_template", "concurrency", "max_rps",
                "timeout", "token_env", "ca_file", "http_retries")
-
-    @classmethod
-    def accepts(cls, spec: str) -> bool:
-        return bool(re.match(r"^https?://", spec)) and not _V2_MODEL.match(spec)
 
     def __init__(self, url: str, request_template: str | None = None, prior: str = "normal", truncation: float = 2.0,
                  concurrency: int = 1, max_rps: float | None = None, timeout: float = 60.0, token_env: str = TOKEN_ENV,

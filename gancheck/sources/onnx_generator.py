@@ -41,10 +41,6 @@ class OnnxGenerator(LatentSource):
 
     options = ("layout", "value_range", "batch_size", "prior", "truncation", "latent_input", "inputs", "device", "threads")
 
-    @classmethod
-    def accepts(cls, spec: str) -> bool:
-        return spec.lower().endswith(".onnx") and not Path(spec).is_dir()
-
     def __init__(self, path: str, prior: str = "normal", truncation: float = 2.0, latent_input: str | None = None, inputs: dict | None = None, device: str = "auto", threads: int | None = None, **kw):
         super().__init__(**kw)
         self.path = Path(path)

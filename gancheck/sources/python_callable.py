@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import importlib
 import inspect
-import re
 
 import numpy as np
 
@@ -13,8 +12,6 @@ from gancheck.errors import GancheckError
 from gancheck.sources.base import LatentSource, register
 from gancheck.sources.torchscript import latent_shape_of, torch_device
 from gancheck.sources.latents import LatentPrior
-
-_SPEC = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
 
 
 def import_attr(spec: str):
@@ -43,10 +40,6 @@ def _is_factory(obj) -> bool:
 @register("callable")
 class CallableGenerator(LatentSource):
     options = ("layout", "value_range", "batch_size", "prior", "truncation", "latent_shape", "device")
-
-    @classmethod
-    def accepts(cls, spec: str) -> bool:
-        return bool(_SPEC.match(spec))
 
     def __init__(self, spec: str, prior: str = "normal", truncation: float = 2.0, latent_shape=None, device: str = "auto", **kw):
         super().__init__(**kw)

@@ -45,10 +45,6 @@ def torch_device(torch, device: str):
 class TorchScriptGenerator(LatentSource):
     options = ("layout", "value_range", "batch_size", "prior", "truncation", "latent_shape", "device")
 
-    @classmethod
-    def accepts(cls, spec: str) -> bool:
-        return Path(spec).suffix.lower() in (".pt", ".pth", ".ts", ".torchscript", ".jit")
-
     def __init__(self, path: str, prior: str = "normal", truncation: float = 2.0, latent_shape=None, device: str = "auto", **kw):
         super().__init__(**kw)
         self.path = Path(path)

@@ -14,10 +14,10 @@ from pathlib import Path
 import numpy as np
 
 from gancheck.engine.accumulator import CollapseAccumulator
-from gancheck.engine.pipeline import Worker
+from gancheck.engine.pipeline import ShardMeasurer
 from gancheck.errors import GancheckError
 from gancheck.maths import pairwise_distance
-from gancheck.run.audit import stage_ticker
+from gancheck.run.measure import stage_ticker
 from gancheck.run.config import AuditConfig
 from gancheck.run.directory import load_report, open_run
 from gancheck.sources.latents import LatentPrior
@@ -45,7 +45,7 @@ class FitData:
     ordinary_anchors: int
     typical_count: float = 0.0  # median N_r0 over those anchors: a typical identity (the proof's floor)
     mode_acceptance: np.ndarray = field(init=False)  # (M,) p_m
-    # the descriptor budget's extra samples (gancheck.calibrate.budget): training data only
+    # the descriptor budget's extra samples (gancheck.calibration.budget): training data only
     extra_indices: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     extra_latents: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))  # (e, dim)
     extra_vectors: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))
@@ -153,7 +153,7 @@ def _fit_vectors(run_dir: Path, source, embedder, cfg: dict, progress) -> tuple[
             return indices, np.asarray(table["embedding"], dtype=np.float32)
     indices, vectors = embed_samples(source, embedder, np.arange(n, dtype=np.int64), cfg, progress, "fit")
     if len(indices) == 0:
-        raise GancheckError(f"the descriptor described none of the {n} samples of {run_dir}; nothing to calibrate")
+        raise GancheckError(f"the embedder described none of the {n} samples of {run_dir}; nothing to calibrate")
     return indices, vectors
 
 
@@ -166,7 +166,7 @@ def embed_samples(source, embedder, indices: np.ndarray, cfg: dict, progress=Non
     from dataclasses import fields
 
     config = AuditConfig(**{f.name: cfg[f.name] for f in fields(AuditConfig) if f.name in cfg})
-    worker = Worker(source, embedder, None, 0.0, 0.0, config)  # theta and radius serve only its statistics
+    worker = ShardMeasurer(source, embedder, None, 0.0, 0.0, config)  # theta and radius serve only its statistics
     keep = config.no_face == "keep"
     on_batch = on_batch or stage_ticker(progress)(stage, len(indices))
     kept_idx, kept_vec = [], []

@@ -14,14 +14,15 @@ from pathlib import Path
 
 import numpy as np
 
-from gancheck.calibrate.fitdata import FitData, embed_samples
+from gancheck.calibration.fitdata import FitData, embed_samples
 from gancheck.maths import pairwise_distance
 from gancheck.analysis.diversity import frechet_distance
 from gancheck.analysis.intervals import wilson_interval
 from gancheck.calibrators import load_calibrator
 from gancheck.calibrators.regions import described
 from gancheck.files import file_sha256
-from gancheck.run.audit import audit_into
+from gancheck.audits import Audit, run_audit
+from gancheck.run.directory import stored_generator_options
 from gancheck.sources.latents import anchor_indices
 from gancheck.defaults import BATCH_SIZE
 
@@ -47,14 +48,16 @@ def share_drop_z(before: float, n_before: int, after: float, n_after: int) -> fl
 
 
 def prove(data: FitData, calibrator_path: str | Path, proof_dir: str | Path, overwrite: bool = False, device: str = "auto", progress=None,
-          resume: bool = False) -> dict:
-    """Re-audit ``calibrator_path`` with the run's generator, descriptor and sizes into ``proof_dir``;
-    returns the before/after figures (the content of calibration.json, written by the caller)."""
+          resume: bool = False) -> tuple[dict, Audit]:
+    """Re-audit ``calibrator_path`` with the run's generator, embedder and sizes into ``proof_dir``;
+    returns the before/after figures (the content of calibration.json, written by the caller) and
+    the re-audit."""
     cfg, before = data.config, data.report
     # "before" on a fresh plain draw (indices no fit used): the run's own share of its worst mode is
     # biased upwards, the mode having been chosen as the run's densest.
     plain_indices, plain = plain_draw(data, progress)
-    after, calibrated = re_audit(data, calibrator_path, proof_dir, overwrite, device, progress, resume)
+    audit, calibrated = re_audit(data, calibrator_path, proof_dir, overwrite, device, progress, resume)
+    after = audit.report
     near_after = pairwise_distance(calibrated, data.mode_vectors) <= data.r0
     near_plain = pairwise_distance(plain, data.mode_vectors) <= data.r0
     share_before, share_after = float(near_plain.any(axis=1).mean()), float(near_after.any(axis=1).mean())
@@ -94,7 +97,7 @@ def prove(data: FitData, calibrator_path: str | Path, proof_dir: str | Path, ove
         "cost": {"draws_per_kept_sample": draws, "proof_descriptor_calls": 2 * int(cfg["n"]) + int(cfg["anchors"])},
         "improved": bool(z > DROP_Z),
         "notes": notes(cal),
-    }
+    }, audit
 
 
 def plain_draw(data: FitData, progress) -> tuple[np.ndarray, np.ndarray]:
@@ -177,19 +180,22 @@ def excess_table(near_before: np.ndarray, near_after: np.ndarray, floor: float) 
                                       "excess_removed": (tb - ta) / excess if excess > 0 else None}}
 
 
-def re_audit(data: FitData, calibrator_path, proof_dir, overwrite: bool, device: str, progress, resume: bool = False) -> tuple[dict, np.ndarray]:
-    """The calibrated sampler audited with the run's own settings: ``(report, collection vectors)``.
-    The executor stays local (a Ray cluster may be gone by now)."""
+def re_audit(data: FitData, calibrator_path, proof_dir, overwrite: bool, device: str, progress, resume: bool = False) -> tuple[Audit, np.ndarray]:
+    """The calibrated sampler audited with the run's own settings, analysed (its page is drawn by
+    the caller, beside the run it calibrates): ``(audit, collection vectors)``. The executor stays
+    local (a Ray cluster may be gone by now)."""
     import pyarrow.parquet as pq
 
     cfg, before = data.config, data.report
     same = {k: cfg[k] for k in ("chunk_size", "backend", "top_k", "neighbors_k", "shard_size", "on_nan", "retries") if k in cfg}
-    after = audit_into(cfg["generator"], proof_dir, n=int(cfg["n"]), anchors=int(cfg["anchors"]), seed=proof_seed(data.seed), embedder=cfg["embedder"],
-                       overwrite=overwrite, resume=resume, device=device, threads=cfg.get("threads"), progress=progress, generator_options=cfg.get("generator_options"),
-                       embedder_options=cfg.get("embedder_options"), batch_size=int(cfg.get("batch_size", BATCH_SIZE)), calibrator=calibrator_path,
-                       theta=before["theta"], radius=before["radius"], mccs_form=before["mccs_form"], no_face=data.no_face, save_embeddings=True, **same)
-    saved = pq.read_table(Path(proof_dir) / "embeddings.parquet").to_pydict()
-    return after, np.asarray(saved["embedding"], dtype=np.float32)
+    after = run_audit(cfg["generator"], proof_dir, n=int(cfg["n"]), anchors=int(cfg["anchors"]), seed=proof_seed(data.seed), embedder=cfg["embedder"],
+                      overwrite=overwrite, resume=resume, device=device, threads=cfg.get("threads"), progress=progress,
+                      generator_options=stored_generator_options(cfg), embedder_options=cfg.get("embedder_options"),
+                      batch_size=int(cfg.get("batch_size", BATCH_SIZE)), calibrator=calibrator_path, theta=before["theta"], radius=before["radius"],
+                      mccs_form=before["mccs_form"], no_face=data.no_face, save_embeddings=True, html=False, **same)
+    # the collection's descriptors were streamed to the proof run's shards, not kept in memory
+    saved = pq.read_table(Path(proof_dir) / "embeddings.parquet", columns=["embedding"]).column("embedding")
+    return after, np.asarray(saved.combine_chunks().flatten(), dtype=np.float32).reshape(len(saved), -1)
 
 
 def frechet_figures(data: FitData, calibrated: np.ndarray, floor: np.ndarray) -> dict:

@@ -2,7 +2,8 @@
 an audit thin out, without touching the generator.
 
     calibrate(run_dir, method)   fit on an audit run (:mod:`.fitdata`, :mod:`.build`), write the
-                                 calibrator file, prove it by a re-audit (:mod:`.proof`)
+                                 calibrator file, prove it by a re-audit (:mod:`.proof`), draw the
+                                 re-audit's page beside the run
 
 The methods themselves are plug-ins in :mod:`gancheck.calibrators` (``gmm``: Alg. 1, ``is``:
 Alg. 2, ``rejection``: descriptor space); the file format is docs/calibrator-format.md.
@@ -14,15 +15,18 @@ from pathlib import Path
 
 import numpy as np
 
-from gancheck.calibrate.budget import spend_budget
-from gancheck.calibrate.build import build_calibrator
-from gancheck.calibrate.fitdata import load_fit_data, predict_outlook
-from gancheck.calibrate.proof import prove
+from gancheck.calibration.budget import spend_budget
+from gancheck.calibration.build import build_calibrator
+from gancheck.calibration.fitdata import load_fit_data, predict_outlook
+from gancheck.calibration.proof import prove
+from gancheck.analysis.report import load_run
+from gancheck.analysis.verdict import before_after
 from gancheck.calibrators import METHODS
 from gancheck.calibrators.regions import split_of
 from gancheck.errors import GancheckError
 from gancheck.files import kept_until_replaced, write_json
-from gancheck.numbers import format_share
+from gancheck.formatting import format_share
+from gancheck.render.html import write_html
 
 __all__ = ["calibrate", "export_decision"]
 
@@ -37,6 +41,19 @@ def check_budget_and_export(method: str, budget, export_onnx, learns: bool) -> N
                                 f"auto or a family, gmm with --region mixture); the {method} calibrator asked for has no such graph")
         if Path(export_onnx).is_dir():
             raise GancheckError(f"--export-onnx {export_onnx} is a directory; give a file name such as sampler.onnx")
+
+
+def check_method_options(method: str, options: dict) -> None:
+    """Refuse, before anything is fitted, an option the chosen method does not take (a method's
+    options are the named keywords of its ``fit``)."""
+    import inspect
+
+    takes = [name for name, p in inspect.signature(METHODS[method].fit).parameters.items()
+             if name not in ("cls", "data") and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)]
+    for name, value in options.items():
+        if value is not None and name not in takes:
+            own = ", ".join("--" + t.replace("_", "-") for t in takes) or "none"
+            raise GancheckError(f"--{name.replace('_', '-')} does not apply to --method {method} (its options: {own}); drop it")
 
 
 def export_decision(calibrator_path: str | Path, onnx_path: str | Path) -> Path:
@@ -104,7 +121,8 @@ def calibrate(run_dir: str | Path, method: str = "is", out: str | Path | None = 
     """Fit a ``method`` calibrator on the audit in ``run_dir``, write it to ``out`` (default
     ``RUN_DIR/calibrator-METHOD.safetensors``), re-audit it into ``proof_dir`` (default
     ``RUN_DIR/calibration-METHOD``) and return the before/after figures, also written there as
-    calibration.json. ``options``: ``clusters``, ``max_draws`` (gmm), ``region`` (is).
+    calibration.json; ``result["change"]``: what changed, led by the targeted modes
+    (:func:`gancheck.analysis.verdict.before_after`). ``options``: ``clusters``, ``max_draws`` (gmm), ``region`` (is).
     ``result["improved"]`` is False when the dense modes' share did not drop.
 
     A fit the run's own counts predict to fail (:func:`.fitdata.fit_outlook`) is said to ``log`` in
@@ -121,6 +139,7 @@ def calibrate(run_dir: str | Path, method: str = "is", out: str | Path | None = 
     if any((proof_dir / f).exists() for f in ("manifest.json", "report.json")) and not (overwrite or resume):
         raise GancheckError(f"{proof_dir} already holds a run; choose another --proof-dir or pass --overwrite to replace it")
     budget, export_onnx = options.pop("budget", None), options.pop("export_onnx", None)
+    check_method_options(method, options)
     learns = METHODS[method].learns_from_budget(**options)
     check_budget_and_export(method, budget, export_onnx, learns)
     outlook = predict_outlook(run_dir, method, modes=modes, r0=r0, region=options.get("region") or ("auto" if method == "is" else "linear"))
@@ -133,7 +152,7 @@ def calibrate(run_dir: str | Path, method: str = "is", out: str | Path | None = 
         early = fit_forecast(header["fit"], data.near[split_of(data.indices) == 1].sum(axis=0))
         if early and log is not None:
             log(f"warning: {early}")
-        result = prove(data, out, proof_dir, overwrite=overwrite, device=device, progress=progress, resume=resume)
+        result, proof = prove(data, out, proof_dir, overwrite=overwrite, device=device, progress=progress, resume=resume)
         result["fit"] = header["fit"]
         result["params"] = header["params"]
         result["budget"] = spent
@@ -144,4 +163,6 @@ def calibrate(run_dir: str | Path, method: str = "is", out: str | Path | None = 
         if export_onnx is not None:
             result["exported_onnx"] = str(export_decision(out, export_onnx))
         write_json(Path(proof_dir) / "calibration.json", result)
+    result["change"] = before_after(run_dir, proof_dir, data.report, proof.report)
+    write_html(Path(proof_dir) / "report.html", proof.analysis, proof.source, before=load_run(run_dir), change=result["change"])
     return result

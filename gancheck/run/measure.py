@@ -1,6 +1,6 @@
-"""An audit, start to finish: sample latents -> generate -> embed -> accumulate, checkpointed into
-its run directory. What is computed from a finished run is :mod:`gancheck.analysis`; what is drawn
-from it, :mod:`gancheck.render`."""
+"""The measurement of an audit: sample latents -> generate -> embed -> accumulate, checkpointed into
+its staging directory, into an in-memory :class:`gancheck.run.result.AuditResult`. The whole audit
+(inputs, staging, this, analysis, files, page) is :mod:`gancheck.audits`."""
 
 from __future__ import annotations
 
@@ -10,92 +10,28 @@ from typing import Callable
 
 import numpy as np
 
-from gancheck.components import build_source_and_embedder
 from gancheck.engine.accumulator import Partial, radial_grid
 from gancheck.engine.executors import plan, shard_results
-from gancheck.engine.pipeline import NO_FACE_SAMPLES, Worker, retrying, running
+from gancheck.engine.pipeline import NO_FACE_SAMPLES, ShardMeasurer, retrying, running
 from gancheck.errors import GancheckError
-from gancheck.files import file_sha256, write_json
 from gancheck.run import shards as sh
-from gancheck.run.directory import abandon, base_manifest, combine_embeddings, open_staging, prepare_run_dir, publish, write_run
 from gancheck.run.fingerprint import calibrator_hash, run_fingerprint
-from gancheck.run.lock import RunLock
 from gancheck.maths import check_thresholds, distinct_modes, expected_similarity, mccs
 from gancheck.run.config import RADIAL_BINS, AuditConfig
-from gancheck.run.result import AuditResult, convergence_grid, convergence_row, summary
-from gancheck.defaults import BATCH_SIZE
+from gancheck.run.result import AuditResult, convergence_grid, convergence_row
 
 Progress = Callable[[str, int, int], None]
 
 
-def audit_into(generator: str, out: str | Path | None, n: int = 10_000, anchors: int = 1_000, seed: int = 0,
-               embedder: str = "pixel", overwrite: bool = False, resume: bool = False, device: str = "auto",
-               threads: int | None = None, progress: Progress | None = None, generator_options: dict | None = None,
-               embedder_options: dict | None = None, argv: list[str] | None = None, batch_size: int = BATCH_SIZE,
-               calibrator: str | Path | None = None, force: bool = False, log=None, finish=None, **config) -> dict:
-    """Audit ``generator`` (into the run directory ``out`` when given) and return the report's
-    figures (:func:`gancheck.run.result.summary`); ``config`` takes the other :class:`AuditConfig` fields.
-
-    The run is written into a staging sibling of ``out`` under an exclusive lock and moved into
-    place only when it has finished (after ``finish(work_dir, report) -> report``, which may add
-    to it): a failed or refused run leaves ``out`` as it was (docs/run-directory.md)."""
-    cfg = AuditConfig(n=n, anchors=anchors, seed=seed, batch_size=batch_size, **config)
-    cfg.validate()
-    if Path(generator).exists():
-        generator = str(Path(generator).resolve())  # the manifest must work from any directory
-    calibration = None
-    if calibrator is not None:
-        calibrator = str(Path(calibrator).resolve())
-        calibration = {"path": calibrator, "sha256": file_sha256(calibrator) if Path(calibrator).is_file() else None}
-    rebuild = dict(generator=str(generator), embedder=embedder, generator_options=_jsonable(generator_options),
-                   embedder_options=_jsonable(embedder_options), device=device, threads=threads, batch_size=batch_size,
-                   calibrator=calibrator, force=force)
-    if out is None:
-        source, descriptor = build_source_and_embedder(**rebuild)
-        result = run_audit(source, descriptor, cfg, progress=progress, log=log)
-        return dict(summary(result), **({"calibrator": calibration} if calibration else {}))
-    out = prepare_run_dir(out, overwrite=overwrite, resume=resume)
-    with RunLock(out):
-        work = open_staging(out, resume, log=log)
-        try:
-            report = _audit_run(work, cfg, rebuild, calibration, resume, progress, argv, log)
-            if finish is not None:
-                report = finish(work, report)
-        except BaseException:
-            abandon(work, out)  # kept when --resume can continue it; the error's own line says so
-            raise
-        publish(work, out)
-    return report
-
-
-def _audit_run(work: Path, cfg: AuditConfig, rebuild: dict, calibration: dict | None, resume: bool, progress, argv, log) -> dict:
-    """The audit itself, written into the staging directory ``work``."""
-    source, descriptor = build_source_and_embedder(**rebuild)
-    source.use_run_dir(work)
-    source.allow_nan = cfg.on_nan == "skip"
-    retrying(lambda: source.prepare(cfg.seed), "the generator's probe batch", cfg.retries, cfg.timeout)
-    manifest = base_manifest(source, descriptor, dict(cfg.__dict__, **rebuild, calibration=calibration), argv)
-    if not resume or not (work / "manifest.json").exists():
-        write_json(work / "manifest.json", manifest)
-    result = run_audit(source, descriptor, cfg, progress=progress, run_dir=work, resume=resume, rebuild=rebuild, log=log)
-    if cfg.save_embeddings:
-        combine_embeddings(work)
-    report = write_run(work, result, manifest, {"calibrator": calibration} if calibration else {})
-    return report
-
-
-def _jsonable(options: dict | None) -> dict:
-    return {k: list(v) if isinstance(v, tuple) else v for k, v in (options or {}).items() if v is not None}
-
-
-def run_audit(source, embedder, config: AuditConfig, progress: Progress | None = None, run_dir: Path | None = None,
-              resume: bool = False, rebuild: dict | None = None, log: Callable[[str], None] | None = None) -> AuditResult:
-    """Audit ``source`` (a :class:`gancheck.sources.Source`) with ``embedder``.
+def measure(source, embedder, config: AuditConfig, progress: Progress | None = None, run_dir: Path | None = None,
+            resume: bool = False, specs: dict | None = None, log: Callable[[str], None] | None = None) -> AuditResult:
+    """Measure ``source`` (a :class:`gancheck.sources.Source`, prepared here by its probe batch) with
+    ``embedder``.
 
     ``progress(stage, done, total)`` is called as work advances. With ``run_dir`` the collection
-    is processed in checkpointed shards (``resume`` continues a killed run there); ``rebuild``
-    (generator, embedder and their options) lets other processes rebuild both for
-    ``config.executor == "ray"``.
+    is processed in checkpointed shards (``resume`` continues a killed run there); ``specs``
+    (generator, embedder and their options, as :func:`gancheck.inputs.build_inputs` takes them)
+    lets other processes rebuild both for ``config.executor == "ray"``.
     """
     config.validate()
     theta = embedder.default_theta if config.theta is None else float(config.theta)
@@ -106,36 +42,36 @@ def run_audit(source, embedder, config: AuditConfig, progress: Progress | None =
     tick = stage_ticker(progress)
     state = None
     if run_dir is not None:
-        state = sh.State(run_dir, fingerprint(config, theta, radius, source, embedder, rebuild))
+        state = sh.State(run_dir, fingerprint(config, theta, radius, source, embedder, specs))
         for warning in (state.load() if resume else []):
             print(f"gancheck: {warning}", file=sys.stderr)  # always: a redone shard must not go unnoticed
 
     with running():  # a SIGTERM/SIGINT now stops at the next batch boundary, finished shards kept
-        return _measure(source, embedder, config, theta, radius, run_dir, state, tick, rebuild, log)
+        return _measure(source, embedder, config, theta, radius, run_dir, state, tick, specs, log)
 
 
-def _measure(source, embedder, config: AuditConfig, theta: float, radius: float, run_dir, state, tick, rebuild, log) -> AuditResult:
+def _measure(source, embedder, config: AuditConfig, theta: float, radius: float, run_dir, state, tick, specs, log) -> AuditResult:
     """Anchors, then the collection shard by shard (checkpointed in ``state``), then the statistics."""
-    worker = Worker(source, embedder, None, theta, radius, config)
+    measurer = ShardMeasurer(source, embedder, None, theta, radius, config)
     a_idx = anchor_indices(source, config)
-    a_vec, a_found, a_ok = _anchors(worker, a_idx, run_dir, state, tick("anchors", len(a_idx)))
+    a_vec, a_found, a_ok = _anchors(measurer, a_idx, run_dir, state, tick("anchors", len(a_idx)))
     usable = a_ok & (a_found | (config.no_face == "keep"))
     if usable.sum() < 2:
         raise GancheckError(f"only {int(usable.sum())} of {len(a_idx)} anchor images could be described (no face or NaN); "
                             "check --align and the generator's output, or use --no-face keep")
-    worker.anchors = a_vec[usable]
+    measurer.anchors = a_vec[usable]
     if log and run_dir is not None:
-        log(f"run directory: about {run_size(len(worker.anchors), a_vec.shape[1], config) / 2**20:,.0f} MiB when finished")
+        log(f"run directory: about {run_size(len(measurer.anchors), a_vec.shape[1], config) / 2**20:,.0f} MiB when finished")
     c_idx = source.collection_indices(config.n, config.anchors)
-    total, no_face, skipped, samples = _collection(worker, c_idx, config, run_dir, state, tick, rebuild)
+    total, no_face, skipped, samples = _collection(measurer, c_idx, config, run_dir, state, tick, specs)
     a_missing = int((a_ok & ~a_found).sum())
     counts = {"no_face": {"policy": config.no_face, "count": no_face + a_missing, "rate": (no_face + a_missing) / (len(c_idx) + len(a_idx)),
                           "collection_count": no_face, "anchor_count": a_missing},
               "skipped_nan": skipped + int((~a_ok).sum()), "no_face_samples": samples}
-    return _result(total, worker.anchors, a_idx[usable], config, theta, radius, counts)
+    return _result(total, measurer.anchors, a_idx[usable], config, theta, radius, counts)
 
 
-def _collection(worker, c_idx, config: AuditConfig, run_dir, state, tick, rebuild):
+def _collection(measurer, c_idx, config: AuditConfig, run_dir, state, tick, specs):
     """The collection's merged partial sums, shard by shard in order, and what was not described:
     ``(total, no_face, skipped_nan, no_face_samples)``. Finished shards are read back, new ones
     checkpointed as they arrive."""
@@ -145,8 +81,8 @@ def _collection(worker, c_idx, config: AuditConfig, run_dir, state, tick, rebuil
     on_batch = tick("samples", len(c_idx))
     if done:
         on_batch(sum(len(parts[j]) for j in done))
-    computed = shard_results(config, worker, parts, checkpoints, [j for j in range(len(parts)) if j not in done], on_batch, rebuild)
-    total = Partial.zeros(len(worker.anchors), config.neighbors_k, RADIAL_BINS)
+    computed = shard_results(config, measurer, parts, checkpoints, [j for j in range(len(parts)) if j not in done], on_batch, specs)
+    total = Partial.zeros(len(measurer.anchors), config.neighbors_k, RADIAL_BINS)
     no_face, skipped, samples, pending = 0, 0, [], {}
     for j in range(len(parts)):
         if j in done:
@@ -199,12 +135,12 @@ def anchor_indices(source, config: AuditConfig) -> np.ndarray:
     return source.anchor_indices(config.anchors)
 
 
-def _anchors(worker, a_idx, run_dir, state, on_batch):
+def _anchors(measurer, a_idx, run_dir, state, on_batch):
     """Anchor embeddings (vectors, found, ok), from the run's checkpoint when resuming."""
     if state is not None and sh.ANCHORS in state.done:  # State.load verified its checksum
         on_batch(len(a_idx))
         return sh.read_anchors(run_dir)
-    vec, found, ok = worker.embed_all(a_idx, on_batch)
+    vec, found, ok = measurer.embed_all(a_idx, on_batch)
     if state is not None:
         state.mark(sh.ANCHORS, *sh.write_anchors(run_dir, a_idx, vec, found, ok))
     return vec, found, ok
@@ -221,13 +157,13 @@ def run_size(m: int, dim: int, config: AuditConfig) -> int:
     return shards * m * per_anchor + snapshots + tables + embeddings
 
 
-def fingerprint(config: AuditConfig, theta: float, radius: float, source, embedder, rebuild: dict | None = None) -> dict:
+def fingerprint(config: AuditConfig, theta: float, radius: float, source, embedder, specs: dict | None = None) -> dict:
     """Everything a run's numbers depend on (:mod:`gancheck.run.fingerprint`); a resumed run must match it exactly."""
-    rebuild = rebuild or {}
-    calibrator = rebuild.get("calibrator")
+    specs = specs or {}
+    calibrator = specs.get("calibrator")
     sha = calibrator_hash(calibrator) if calibrator and Path(calibrator).is_file() else calibrator
-    generator = rebuild.get("generator") or source.describe().get("path") or source.describe().get("callable", "")
-    return run_fingerprint(config, theta, radius, source, embedder, generator, rebuild.get("embedder_options"), sha)
+    generator = specs.get("generator") or source.describe().get("path") or source.describe().get("callable", "")
+    return run_fingerprint(config, theta, radius, source, embedder, generator, specs.get("embedder_options"), sha)
 
 
 def stage_ticker(progress: Progress | None):

@@ -9,7 +9,7 @@ import numpy as np
 
 from gancheck.calibrators.base import METHODS
 from gancheck.calibrators.fileformat import FORMAT, FORMAT_VERSION, write_calibrator
-from gancheck.calibrate.fitdata import FitData
+from gancheck.calibration.fitdata import FitData
 from gancheck.calibrators.sampling import MAX_ROUNDS, STREAM_BLOCK, STREAM_TAG
 from gancheck.errors import GancheckError
 

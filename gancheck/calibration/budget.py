@@ -25,8 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
-from gancheck.calibrate.fitdata import FitData, embed_samples
-from gancheck.run.audit import stage_ticker
+from gancheck.calibration.fitdata import FitData, embed_samples
+from gancheck.run.measure import stage_ticker
 from gancheck.calibrators.regions import fit_family, split_of
 from gancheck.errors import GancheckError
 from gancheck.files import atomic_write, write_json

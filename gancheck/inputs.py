@@ -1,7 +1,7 @@
-"""The parts of a run built from their names: the generator (calibrated when asked) and the descriptor.
+"""A run's inputs built from their names: the generator source (calibrated when asked) and the embedder.
 
-Every process that needs them (the audit, a Ray worker, calibration, a re-render) rebuilds them here
-from the same specs the manifest records.
+Every process that needs them (the audit, a Ray worker, calibration, a re-render) builds them here,
+once, from the same specs the manifest records.
 """
 
 from __future__ import annotations
@@ -16,15 +16,15 @@ from gancheck.defaults import BATCH_SIZE
 from gancheck.errors import GancheckError
 from gancheck.sources import load_generator
 
-#: The descriptor by name and options (see :func:`embedders.load_embedder`).
-load_descriptor = load_embedder
-
-
-def build_source_and_embedder(generator: str, embedder: str = "pixel", generator_options: dict | None = None,
-                              embedder_options: dict | None = None, device: str = "auto", threads: int | None = None,
-                              batch_size: int = BATCH_SIZE, calibrator: str | None = None, force: bool = False):
-    """The image source (calibrated when ``calibrator`` is given) and the descriptor of an audit."""
-    source = load_generator(str(generator), device=device, threads=threads, batch_size=batch_size, **(generator_options or {}))
+def build_inputs(generator: str, embedder: str = "pixel", generator_options: dict | None = None, embedder_options: dict | None = None,
+                 device: str = "auto", threads: int | None = None, batch_size: int = BATCH_SIZE, calibrator: str | None = None,
+                 force: bool = False, timeout: float | None = None, retries: int | None = None):
+    """``(source, embedder)`` of an audit: the image source (calibrated when ``calibrator`` is given)
+    and the embedder that turns its images into descriptors. ``device``, ``threads``, ``batch_size``,
+    ``timeout`` and ``retries`` go to the sources that take them; ``generator_options`` and
+    ``embedder_options`` are the plug-ins' own, refused by one that does not take them."""
+    source = load_generator(str(generator), device=device, threads=threads, batch_size=batch_size, timeout=timeout,
+                            http_retries=retries, **(generator_options or {}))
     if calibrator is not None:
         source.sampler = load_calibrator(calibrator).bind(source, force=force)
     return source, load_embedder(embedder, device=device, threads=threads, **(embedder_options or {}))
