@@ -61,6 +61,9 @@ class Embedder(ABC):
     default_radius: float = 0.25
     #: Where ``default_theta``/``default_radius`` come from, quoted in manifests and docs.
     threshold_source: str = ""
+    #: Side in pixels of what the network sees per image (a face chip, a resized image), or None for the
+    #: image itself: the working memory of one batch (:func:`gancheck.run.measure.working_memory`).
+    input_side: int | None = None
 
     @abstractmethod
     def embed(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -269,6 +269,7 @@ class DlibEmbedder(Embedder):
         f"theta = arccos(1 - 0.6^2 / (2 * {TYPICAL_NORM}^2)) / pi; r = theta * 0.25/0.3 (gancheck's convention: the paper's Fig. 7 radius over its code's smallest theta); "
         "docs/thresholds.md"
     )
+    input_side = CHIP_SIZE
 
     def __init__(self, align: str = "detect", frame: str = "arcface", device: str = "auto", threads: int | None = None,
                  engine: str = "onnx"):

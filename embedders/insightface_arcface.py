@@ -165,6 +165,10 @@ class InsightFaceEmbedder(Embedder):
             outs.append(np.asarray(out, dtype=np.float32).reshape(len(part), -1)[: len(part) - pad])
         return np.concatenate(outs)
 
+    @property
+    def input_side(self) -> int:
+        return self.size
+
     def embed(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         images = np.asarray(images, dtype=np.float32)
         if images.ndim != 4 or images.shape[-1] != 3:

@@ -74,6 +74,10 @@ class OnnxEmbedder(Embedder):
             x = x.transpose(0, 3, 1, 2)
         return np.ascontiguousarray(x, dtype=np.float32)
 
+    @property
+    def input_side(self) -> int:
+        return self.input_size
+
     def embed(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         x = self.preprocess(images)
         outs = run_batches(lambda part: np.asarray(self.session.run(None, {self.input_name: part})[0]), x, self.fixed_batch)

@@ -38,6 +38,10 @@ class PixelEmbedder(Embedder):
             raise GancheckError(f"pixel embedder size must be a positive integer, got {size}")
         self.size = int(size)
 
+    @property
+    def input_side(self) -> int:
+        return self.size
+
     def embed(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         x = area_resize(np.asarray(images, dtype=np.float32), self.size).reshape(len(images), -1)
         x = x - x.mean(axis=1, keepdims=True)

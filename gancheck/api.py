@@ -90,8 +90,8 @@ def report(run_dir: str | Path, before: str | Path | None = None, reference: str
         raise GancheckError(f"--before {before} was measured differently from {run_dir} ({differs}); audit both the same "
                             "way, or pass --force to show them side by side anyway")
     run = load_run(run_dir)
-    source = _open_source(run_dir, device)
-    analysis = analyse(run, reference_dir=reference, gates=gates, allow_inconclusive=allow_inconclusive, device=device)
+    source, embedder = _reopen(run_dir, device)
+    analysis = analyse(run, reference_dir=reference, embedder=embedder, gates=gates, allow_inconclusive=allow_inconclusive, device=device)
     verdict = analysis.report["verdict"]
     if run.report.get("verdict") != verdict:
         try:
@@ -111,14 +111,18 @@ def report(run_dir: str | Path, before: str | Path | None = None, reference: str
     return {"html": path, "gates": results, "verdict": verdict}
 
 
-def _open_source(run_dir: str | Path, device: str):
-    """A finished run's generator, reopened to regenerate the page's images, or why it cannot be."""
+def _reopen(run_dir: str | Path, device: str) -> tuple:
+    """A finished run's generator and embedder, reopened once (the generator regenerates the page's
+    images); when the generator cannot be reopened, the reason instead of it and no embedder (the
+    analysis then builds only the embedder, if it needs one)."""
     try:
-        return open_run(run_dir, device=device)[1]
+        _, source, embedder = open_run(run_dir, device=device)
+        return source, embedder
     except GancheckError as exc:
-        return f"Images could not be regenerated: {exc}"
+        return f"Images could not be regenerated: {exc}", None
     except Exception as exc:  # the generator file moved or its runtime is missing: the report still renders
-        return f"Images could not be regenerated ({type(exc).__name__}: {exc}); keep the generator at the path in manifest.json to see them."
+        return (f"Images could not be regenerated ({type(exc).__name__}: {exc}); keep the generator at the path in manifest.json "
+                "to see them."), None
 
 
 def compare(run_a: str | Path, run_b: str | Path, **options) -> dict:

@@ -92,3 +92,22 @@ def format_p(p: float, sims: int) -> str:
     """``p = 0.04``, or ``p \u2264 0.001`` at the Monte Carlo floor 1/(sims + 1)."""
     floor = 1.0 / (sims + 1)
     return f"p \u2264 {floor:.{DIGITS}g}" if p <= floor + 1e-12 else f"p = {p:.{DIGITS}g}"
+
+
+def format_bytes(n: float) -> str:
+    """``n`` bytes in binary units, three significant digits: ``8.00 MiB``, ``87.3 TiB``."""
+    n = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
+        if abs(n) < 1024 or unit == "PiB":
+            return f"{format_number(n)} {unit}" if unit != "B" else f"{int(n)} B"
+        n /= 1024
+    return f"{n} PiB"
+
+
+def format_duration(seconds: float) -> str:
+    """A duration for people: ``45 s``, ``12 min``, ``3.5 h``, ``2.1 days``, ``31,700 years``."""
+    seconds = float(seconds)
+    for limit, size, unit in ((90, 1, "s"), (90 * 60, 60, "min"), (48 * 3600, 3600, "h"), (730 * 86400, 86400, "days")):
+        if seconds < limit:
+            return f"{format_number(seconds / size, 2)} {unit}"
+    return f"{format_number(seconds / (365.25 * 86400), 3)} years"

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent / "fixtures"))
+import gancheck  # noqa: E402
 from conftest import run_cli  # noqa: E402
 from digits_testbed import build_testbed  # noqa: E402
 
@@ -29,10 +30,9 @@ def testbed(tmp_path_factory):
 @pytest.fixture(scope="session")
 def coverage_result(testbed, tmp_path_factory):
     out = tmp_path_factory.mktemp("coverage")
-    r = run_cli("coverage", testbed["generator"], "--reference", testbed["reference"], "--n", "4000", "--embedder-opt", "size=8",
-                "--attributes", f"onnx:{testbed['classifier']}", "--attribute-names", NAMES, "--out", out, "--json")
-    assert r.returncode == 0, r.stderr
-    return json.loads(r.stdout), out
+    result = gancheck.coverage(str(testbed["generator"]), testbed["reference"], n=4000, embedder_options={"size": "8"},
+                               attributes=f"onnx:{testbed['classifier']}", attribute_names=NAMES, out=out)
+    return result, out
 
 
 def test_coverage_names_the_dropped_class_first(coverage_result):

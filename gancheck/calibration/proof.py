@@ -124,6 +124,11 @@ def plain_draw(data: FitData, progress) -> tuple[np.ndarray, np.ndarray]:
     return np.asarray(idx, np.int64), np.asarray(vectors, np.float32)
 
 
+#: resamples (and jackknife samples) per vectorised call of the paired bootstrap: bounds its memory at
+#: about BOOTSTRAP_BATCH x n x 16 bytes
+BOOTSTRAP_BATCH = 64
+
+
 def weighted_excess(near: np.ndarray, keep: np.ndarray, floor: float, resamples: int = 2000) -> dict:
     """The calibrated after-share estimated on the plain draw itself: each fresh sample weighted by
     the calibrator's keep probability (``sum keep near / sum keep``, the calibrated density's
@@ -144,7 +149,10 @@ def weighted_excess(near: np.ndarray, keep: np.ndarray, floor: float, resamples:
            "excess_removed": float(removed(keep, count)) if excess > 0 else None, "low": None, "high": None,
            "estimate": "the plain draw's samples weighted by the calibrator's keep probability; paired bootstrap interval"}
     if excess > 0:
-        ci = bootstrap((keep, count), removed, paired=True, vectorized=True, n_resamples=resamples, random_state=0).confidence_interval
+        # In batches: unbatched, the BCa jackknife alone holds an n x (n - 1) index matrix (3 GB at n = 2e4,
+        # 17 GB of peak RSS in the proof); batched, the interval is bitwise the same and 6x faster at n = 3000.
+        ci = bootstrap((keep, count), removed, paired=True, vectorized=True, n_resamples=resamples, random_state=0,
+                       batch=BOOTSTRAP_BATCH).confidence_interval
         if np.isfinite([ci.low, ci.high]).all():  # not when every resample gives the same figure
             out["low"], out["high"] = float(ci.low), float(ci.high)
     return out

@@ -5,7 +5,8 @@ in shard order, so every executor gives the same numbers."""
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Sequence
+from typing import Iterable, Iterator
 
 import numpy as np
 
@@ -13,9 +14,26 @@ from gancheck.errors import GancheckError
 from gancheck.engine.pipeline import ShardResult, ShardMeasurer
 
 
-def plan(indices: np.ndarray, shard_size: int) -> list[np.ndarray]:
-    """The collection's sample indices cut into consecutive shards of ``shard_size``."""
-    return [indices[i : i + shard_size] for i in range(0, len(indices), shard_size)]
+class ShardPlan(Sequence):
+    """The collection's sample indices cut into consecutive shards of ``shard_size``, made one at a
+    time when asked for: the plan of any ``--n`` holds two numbers (a list of 6e7 shards for
+    ``--n 1e12`` took 15 GB before the first one started)."""
+
+    def __init__(self, indices, shard_size: int):
+        self.indices, self.shard_size = indices, int(shard_size)
+
+    def __len__(self) -> int:
+        return -(-len(self.indices) // self.shard_size)
+
+    def __getitem__(self, j: int):
+        if not 0 <= j < len(self):
+            raise IndexError(j)
+        return self.indices[j * self.shard_size : (j + 1) * self.shard_size]
+
+
+def plan(indices, shard_size: int) -> ShardPlan:
+    """The collection's sample indices cut into consecutive shards of ``shard_size`` (lazily)."""
+    return ShardPlan(indices, shard_size)
 
 
 def shard_checkpoints(shards: list[np.ndarray], checkpoints: list[int], j: int) -> list[int]:
@@ -29,8 +47,8 @@ def shard_end(shards: list[np.ndarray], j: int) -> int:
     return int(shards[j + 1][0]) if j + 1 < len(shards) else int(shards[j][-1]) + 1
 
 
-def shard_results(config, worker, parts, checkpoints, todo, on_batch, specs) -> Iterator[ShardResult]:
-    """Results of shards ``todo`` (in any order)."""
+def shard_results(config, worker, parts, checkpoints, todo: Iterable[int], on_batch, specs) -> Iterator[ShardResult]:
+    """Results of shards ``todo`` (an iterable, consumed lazily; results in any order)."""
     if config.executor == "ray":
         return _ray_results(config, worker, parts, checkpoints, todo, on_batch, specs)
     return (worker.shard(j, parts[j], shard_checkpoints(parts, checkpoints, j), shard_end(parts, j), on_batch) for j in todo)

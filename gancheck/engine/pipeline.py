@@ -30,7 +30,14 @@ class ShardResult:
     no_face_samples: list = field(default_factory=list)  # (sample index, image)
 
 
-def prefetch(items: Iterable, depth: int = 2) -> Iterator:
+#: Batches each of the two background stages (generate, embed) may run ahead of its consumer.
+PREFETCH_DEPTH = 2
+#: Image batches alive at once at most: per stage, its queue, the one it holds blocked on a full queue
+#: and the one it works on; the consumer's one (the embed stage passes the images on, for no-face samples).
+BATCHES_IN_FLIGHT = 2 * (PREFETCH_DEPTH + 2) + 1
+
+
+def prefetch(items: Iterable, depth: int = PREFETCH_DEPTH) -> Iterator:
     """Iterate ``items`` in a background thread, up to ``depth`` ahead; its exceptions re-raise here."""
     q: queue.Queue = queue.Queue(maxsize=depth)
     stop = threading.Event()

@@ -9,6 +9,7 @@ import numpy as np
 from gancheck.errors import GancheckError
 from gancheck.maths import MCCS_FORMS
 from gancheck.options import default
+from gancheck.sources.latents import ANCHOR_OFFSET
 
 NO_FACE_POLICIES = ("exclude", "keep")
 NAN_POLICIES = ("stop", "skip")
@@ -66,6 +67,9 @@ class AuditConfig:
             raise GancheckError(f"--mccs-form must be one of {', '.join(MCCS_FORMS)}, got {self.mccs_form!r}")
         if self.protocol not in PROTOCOLS:
             raise GancheckError(f"--protocol must be one of {', '.join(PROTOCOLS)}, got {self.protocol!r}")
+        if self.n > ANCHOR_OFFSET:
+            raise GancheckError(f"--n {self.n:,} would reach the anchors' sample indices (from 2^40 = {ANCHOR_OFFSET:,}): the collection "
+                                "and the anchors must not overlap (Eq. 8); audit at most 10^12 samples per run")
         if self.protocol == "reference" and self.anchors > self.n:
             raise GancheckError(f"--protocol reference draws the anchors from C: --anchors ({self.anchors}) must not exceed --n ({self.n})")
         if self.no_face not in NO_FACE_POLICIES:

@@ -4,7 +4,9 @@ its staging directory, into an in-memory :class:`gancheck.run.result.AuditResult
 
 from __future__ import annotations
 
+import shutil
 import sys
+import time
 from pathlib import Path
 from typing import Callable
 
@@ -12,8 +14,9 @@ import numpy as np
 
 from gancheck.engine.accumulator import Partial, radial_grid
 from gancheck.engine.executors import plan, shard_results
-from gancheck.engine.pipeline import NO_FACE_SAMPLES, ShardMeasurer, retrying, running
+from gancheck.engine.pipeline import BATCHES_IN_FLIGHT, NO_FACE_SAMPLES, ShardMeasurer, retrying, running
 from gancheck.errors import GancheckError
+from gancheck.formatting import format_bytes, format_duration
 from gancheck.run import shards as sh
 from gancheck.run.fingerprint import calibrator_hash, run_fingerprint
 from gancheck.maths import check_thresholds, distinct_modes, expected_similarity, mccs
@@ -54,15 +57,16 @@ def _measure(source, embedder, config: AuditConfig, theta: float, radius: float,
     """Anchors, then the collection shard by shard (checkpointed in ``state``), then the statistics."""
     measurer = ShardMeasurer(source, embedder, None, theta, radius, config)
     a_idx = anchor_indices(source, config)
+    started = time.perf_counter()
     a_vec, a_found, a_ok = _anchors(measurer, a_idx, run_dir, state, tick("anchors", len(a_idx)))
+    rate = len(a_idx) / max(time.perf_counter() - started, 1e-9) if state is None or sh.ANCHORS not in state.done else None
     usable = a_ok & (a_found | (config.no_face == "keep"))
     if usable.sum() < 2:
         raise GancheckError(f"only {int(usable.sum())} of {len(a_idx)} anchor images could be described (no face or NaN); "
                             "check --align and the generator's output, or use --no-face keep")
     measurer.anchors = a_vec[usable]
-    if log and run_dir is not None:
-        log(f"run directory: about {run_size(len(measurer.anchors), a_vec.shape[1], config) / 2**20:,.0f} MiB when finished")
     c_idx = source.collection_indices(config.n, config.anchors)
+    _limits(len(measurer.anchors), a_vec.shape[1], config, run_dir, rate, log)
     total, no_face, skipped, samples = _collection(measurer, c_idx, config, run_dir, state, tick, specs)
     a_missing = int((a_ok & ~a_found).sum())
     counts = {"no_face": {"policy": config.no_face, "count": no_face + a_missing, "rate": (no_face + a_missing) / (len(c_idx) + len(a_idx)),
@@ -81,7 +85,7 @@ def _collection(measurer, c_idx, config: AuditConfig, run_dir, state, tick, spec
     on_batch = tick("samples", len(c_idx))
     if done:
         on_batch(sum(len(parts[j]) for j in done))
-    computed = shard_results(config, measurer, parts, checkpoints, [j for j in range(len(parts)) if j not in done], on_batch, specs)
+    computed = shard_results(config, measurer, parts, checkpoints, (j for j in range(len(parts)) if j not in done), on_batch, specs)
     total = Partial.zeros(len(measurer.anchors), config.neighbors_k, RADIAL_BINS)
     no_face, skipped, samples, pending = 0, 0, [], {}
     for j in range(len(parts)):
@@ -144,6 +148,52 @@ def _anchors(measurer, a_idx, run_dir, state, on_batch):
     if state is not None:
         state.mark(sh.ANCHORS, *sh.write_anchors(run_dir, a_idx, vec, found, ok))
     return vec, found, ok
+
+
+def _limits(m: int, dim: int, config: AuditConfig, run_dir, rate: float | None, log) -> None:
+    """Before the collection: refuse a run directory larger than the free space where it is written,
+    and say how large it will be and, from the anchors' throughput, how long the collection takes."""
+    size = run_size(m, dim, config)
+    if run_dir is not None:
+        free = shutil.disk_usage(run_dir).free
+        if size > free:
+            raise GancheckError(f"--n {config.n:,} needs a run directory of about {format_bytes(size)} but the disk of "
+                                f"{Path(run_dir).parent} has {format_bytes(free)} free; lower --n (or --anchors), or give an --out on a larger disk")
+    if log is None:
+        return
+    if run_dir is not None:
+        log(f"run directory: about {size / 2**20:,.0f} MiB when finished")
+    if rate:
+        log(f"collection: about {format_duration(config.n / rate)} at the anchors' {rate:,.0f} images/s")
+
+
+#: Copies of a batch an embedder makes on its way to the network (crop, uint8 chips, float input, its output).
+EMBED_COPIES = 4
+
+
+def working_memory(m: int, dim: int, image_shape: tuple[int, int], config: AuditConfig, input_side: int | None = None) -> int:
+    """Upper bound of the bytes a measurement holds beyond the loaded models, whatever |C| (docs/long-runs.md):
+
+    - image batches in flight: ``BATCHES_IN_FLIGHT x batch_size x H x W x 3 x 4`` (float32), twice
+      (a source's raw output and its converted copy);
+    - the embedder's batch: ``EMBED_COPIES x batch_size x S x S x 3 x 4`` for its input of side S
+      (``Embedder.input_side``: a face chip, a resized image; the image itself when None), once per
+      embedding stage;
+    - the statistics tile: ``chunk_size x m x 48`` (float32 screen, the candidate pairs' rows,
+      columns and float64 distances when every pair of the tile is within theta) and the vectors
+      waiting for it, ``chunk_size x (dim + 1) x 8``;
+    - the anchors and the partial sums: ``m x (dim x 12 + 8 x (2 + RADIAL_BINS) + 16 x neighbors_k)``,
+      twice (the running total and the shard's);
+    - the no-face images kept for the report: ``NO_FACE_SAMPLES x H x W x 3 x 4``.
+    """
+    h, w = image_shape
+    image = h * w * 3 * 4
+    batches = 2 * BATCHES_IN_FLIGHT * config.batch_size * image
+    side = input_side or max(h, w)
+    embedding = EMBED_COPIES * config.batch_size * side * side * 3 * 4
+    tile = config.chunk_size * m * 48 + config.chunk_size * (dim + 1) * 8
+    sums = 2 * m * (dim * 12 + 8 * (2 + RADIAL_BINS) + 16 * config.neighbors_k)
+    return batches + embedding + tile + sums + NO_FACE_SAMPLES * image
 
 
 def run_size(m: int, dim: int, config: AuditConfig) -> int:
