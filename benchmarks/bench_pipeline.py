@@ -4,7 +4,7 @@
     python benchmarks/bench_pipeline.py --quick   # n = 2e4; memory at 1e3, 1e4, 1e5
 
 1. Wall time of a full audit next to each stage timed alone on the same samples: the generator
-   only, the descriptor only (on pre-generated images) and the statistics only (on pre-computed
+   only, the embedder only (on pre-generated images) and the statistics only (on pre-computed
    embeddings). With the stages overlapped the audit should take close to the slowest stage,
    not their sum.
 2. Peak RSS of a fresh audit process at growing n (small generator, pixel descriptor): flat.
@@ -55,7 +55,7 @@ def stage_times(generator: str, embedder: str, n: int, anchors: int, batch: int,
     for i, v in enumerate(vectors):
         acc.update(v, idx[i * batch : i * batch + len(v)])
     stats = time.perf_counter() - t
-    return {"generator_s": gen, "descriptor_s": emb, "statistics_s": stats}
+    return {"generator_s": gen, "embedder_s": emb, "statistics_s": stats}
 
 
 def audit_time(generator, embedder, n, anchors, batch, **kw) -> tuple[float, dict]:

@@ -50,7 +50,7 @@ def load_embedder(spec: str, device: str = "auto", threads: int | None = None, m
 
 
 class Embedder(ABC):
-    """An identity descriptor ``F_id``.
+    """An embedder: the identity network ``F_id`` of the paper, whose output is a descriptor.
 
     Subclasses set ``default_theta`` and ``default_radius`` (normalised angular distances of Eq. 4,
     in [0, 1]) and implement :meth:`embed`.
@@ -71,7 +71,7 @@ class Embedder(ABC):
 
         images: float32 array (N, H, W, 3), RGB, values in [0, 1].
         Returns ``(vectors, found)``: float32 (N, D) L2-normalised rows, and a bool (N,) mask that
-        is False where the descriptor could not describe the image (e.g. no face was found; the
+        is False where the embedder could not describe the image (e.g. no face was found; the
         row's content is then meaningless). Descriptors that describe every image return all True.
         """
 

@@ -29,13 +29,13 @@ def run_batches(run, x: np.ndarray, fixed_batch: int | None) -> list[np.ndarray]
 
 @register("onnx")
 class OnnxEmbedder(Embedder):
-    """An ONNX descriptor: images are resized to ``input_size``, normalised as
+    """An ONNX embedder: images are resized to ``input_size``, normalised as
     ``(x * 255 - mean) / std`` per channel, laid out as ``layout`` and fed to the model's first
     input; the first output (N, D) is L2-normalised."""
 
     default_theta = 0.3
     default_radius = 0.25
-    threshold_source = "generic default; estimate the descriptor's own with `gancheck theta`"
+    threshold_source = "generic default; estimate the embedder's own with `gancheck theta`"
 
     def __init__(
         self,
@@ -53,7 +53,7 @@ class OnnxEmbedder(Embedder):
         if len(inp.shape) != 4:
             raise GancheckError(
                 f"embedder {self.path} takes input {inp.name!r} of rank {len(inp.shape)}; "
-                "an image descriptor needs a rank-4 image batch (N, C, H, W) or (N, H, W, C)"
+                "an ONNX embedder needs a rank-4 image batch (N, C, H, W) or (N, H, W, C)"
             )
         self.input_name = inp.name
         self.layout = layout.lower()

@@ -1,4 +1,4 @@
-"""``pixel``: resized, centred, L2-normalised pixels. For tests and data with no trained descriptor."""
+"""``pixel``: resized, centred, L2-normalised pixels. For tests and data with no trained embedder."""
 
 from __future__ import annotations
 

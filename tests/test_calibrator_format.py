@@ -87,8 +87,8 @@ def acceptance(header, tensors, generator):
     if method == "rejection":
         import onnxruntime as ort
 
-        assert header["descriptor"]["spec"] == "pixel", "this program implements only the pixel descriptor"
-        size = header["descriptor"]["describe"]["size"]
+        assert header["embedder"]["spec"] == "pixel", "this program implements only the pixel embedder"
+        size = header["embedder"]["describe"]["size"]
         session = ort.InferenceSession(generator, providers=["CPUExecutionProvider"])
         modes = tensors["mode_vectors"].astype(np.float64)
         modes /= np.linalg.norm(modes, axis=1, keepdims=True)
@@ -204,7 +204,7 @@ def test_header_records_what_the_document_promises(files):
         names = set(f.keys())
     assert header["format"] == "gancheck-calibrator" and header["format_version"] == 1 and header["method"] == "is"
     assert header["latent"] == {"shape": [32], "kind": "normal", "bound": 2.0}
-    assert len(header["generator"]["sha256"]) == 64 and header["descriptor"]["spec"] == "pixel"
+    assert len(header["generator"]["sha256"]) == 64 and header["embedder"]["spec"] == "pixel" and header["descriptor"] == header["embedder"]
     assert header["stream"]["block"] == 256 and header["stream"]["seed_words"][2] == 0xCA11
     (mode,) = header["dense_modes"]
     assert mode["sample_index"] >= 1 << 40 and 0 <= mode["acceptance"] < 0.01

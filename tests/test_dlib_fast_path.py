@@ -195,13 +195,13 @@ def _bad_files(tmp_path) -> dict:
 
 def test_bad_dat_files_through_the_cli(tmp_path):
     for what, (phrase, path) in _bad_files(tmp_path).items():
-        done = run_cli("export-descriptor", "dlib", "--out", tmp_path / "x.onnx", "--model", path)
+        done = run_cli("export-embedder", "dlib", "--out", tmp_path / "x.onnx", "--model", path)
         lines = done.stderr.strip().splitlines()
         assert done.returncode == 2 and len(lines) == 1, (what, done.stderr)
         assert phrase in lines[0] and str(path) in lines[0] and "Traceback" not in done.stderr
     assert not (tmp_path / "x.onnx").exists()
-    done = run_cli("export-descriptor", "arcface", "--out", tmp_path / "x.onnx")
-    assert done.returncode == 2 and "export-descriptor dlib" in done.stderr
+    done = run_cli("export-embedder", "arcface", "--out", tmp_path / "x.onnx")
+    assert done.returncode == 2 and done.stderr.count("\n") == 1 and "export-embedder dlib" in done.stderr
 
 
 def test_corrupt_cache_entry_is_rebuilt_by_an_audit(tmp_path, planted_onnx):

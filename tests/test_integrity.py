@@ -93,13 +93,13 @@ def test_a_replaced_descriptor_file_is_named_by_resume_compare_and_report(plante
     before = tree_digest(a)
     descriptor_model(model, 16, seed=2)  # another model, same name, same output size
     one_line_error(run_cli("audit", planted_onnx, "--embedder", f"onnx:{model}", "--out", a, "--resume", *SMALL),
-                   "cannot resume", "descriptor.models")
+                   "cannot resume", "embedder.models")
     assert run_cli("audit", planted_onnx, "--embedder", f"onnx:{model}", "--out", b, *SMALL).returncode == 0
-    one_line_error(run_cli("compare", a, b), "descriptor.models")
+    one_line_error(run_cli("compare", a, b), "embedder.models")
     assert run_cli("compare", a, b, "--force", "--json").returncode == 0
-    one_line_error(run_cli("report", b, "--before", a, "--quiet"), "descriptor.models", "--force")
+    one_line_error(run_cli("report", b, "--before", a, "--quiet"), "embedder.models", "--force")
     descriptor_model(model, 24, seed=1)  # another output size: once a traceback
-    one_line_error(run_cli("audit", planted_onnx, "--embedder", f"onnx:{model}", "--out", a, "--resume", *SMALL), "descriptor.models")
+    one_line_error(run_cli("audit", planted_onnx, "--embedder", f"onnx:{model}", "--out", a, "--resume", *SMALL), "embedder.models")
     assert tree_digest(a) == before
 
 

@@ -83,7 +83,7 @@ def test_theta_lines_follow_the_rule():
     dist = {"min": 0.012345, "median": UGLY, "max": 0.3333333}
     result = {"n_same": 1500, "n_different": 1500, "same_distance": dist, "different_distance": dist, "theta": 0.2987654,
               "accuracy_at_theta": 0.9876543, "at_theta": {"tar": 0.975, "far": 0.0123456}, "radius": 0.2489712,
-              "at_radius": {"tar": 0.9, "far": 0.001}, "descriptor_defaults": {"theta": 0.3, "radius": 0.25}}
+              "at_radius": {"tar": 0.9, "far": 0.001}, "embedder_defaults": {"theta": 0.3, "radius": 0.25}}
     lines = theta_lines("dlib", result)
     text = "\n".join(lines)
     assert "theta = 0.299" in text and "best accuracy 98.8%" in text and "FAR 1.23%" in text and "1,500 same-identity" in text

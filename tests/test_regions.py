@@ -141,7 +141,7 @@ def test_is_selects_a_non_linear_region_and_removes_the_planted_excess(disk_mode
     assert mode["excess_removed"] > 0.8 and mode["before"]["low"] <= mode["before"]["share"] <= mode["before"]["high"]
     assert result["frechet"]["ratio"] < 2.0
     assert result["cost"]["draws_per_kept_sample"] <= 1.5 + 0.05
-    assert result["cost"]["descriptor_calls"]["budget"] == 2000
+    assert result["cost"]["embedder_calls"]["budget"] == 2000
 
 
 def test_gmm_mixtures_localise_the_disk_instead_of_falling_back_to_the_prior(fitted):

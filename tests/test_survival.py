@@ -164,19 +164,20 @@ def test_full_disk_stops_cleanly_and_keeps_earlier_shards(planted_onnx, tmp_path
 
     import pyarrow.parquet as pq
 
+    import gancheck.run.shards as shards
     from gancheck import api
     from gancheck.errors import GancheckError
 
-    real, calls = pq.write_table, {"n": 0}
+    real, calls = shards.atomic_write, {"n": 0}
 
-    def fill_up(table, where, *a, **k):
+    def fill_up(where, data):
         if "shard-" in str(where):
             calls["n"] += 1
             if calls["n"] > 2:
                 raise OSError(errno.ENOSPC, "No space left on device", str(where))
-        return real(table, where, *a, **k)
+        return real(where, data)
 
-    monkeypatch.setattr(pq, "write_table", fill_up)
+    monkeypatch.setattr(shards, "atomic_write", fill_up)
     out = tmp_path / "run"
     with pytest.raises(GancheckError, match="cannot write shard 2 .*No space left on device.*--resume"):
         api.audit(str(planted_onnx), n=6000, anchors=100, out=out, shard_size=1000)
@@ -185,7 +186,7 @@ def test_full_disk_stops_cleanly_and_keeps_earlier_shards(planted_onnx, tmp_path
     for j in (0, 1):
         pq.read_table(live(out) / "shards" / f"shard-00000{j}.parquet")  # intact
     assert not (live(out) / "shards" / "shard-000002.parquet").exists()
-    monkeypatch.setattr(pq, "write_table", real)
+    monkeypatch.setattr(shards, "atomic_write", real)
     report = api.audit(str(planted_onnx), n=6000, anchors=100, out=out, shard_size=1000, resume=True)
     assert report["n_samples"] == 6000
 

@@ -2,7 +2,7 @@
 
 ``--max-increase mccs.mean=0.02`` fails when ``B - A > 0.02``; ``--max-decrease
 diversity.vendi=10%`` fails when B is more than 10% (of A) below A. Figures of two runs are only
-comparable when they were measured the same way (descriptor, theta, r, MCCS form).
+comparable when they were measured the same way (embedder, theta, r, MCCS form).
 """
 
 from __future__ import annotations
@@ -163,7 +163,7 @@ def compare_runs(run_a: str | Path, run_b: str | Path, max_increase: list[str] |
     mismatch = settings_mismatch(a, b)
     measured = measurement_difference(run_a, run_b)
     if measured and not any(m.startswith("embedder") for m in mismatch):
-        mismatch.append(f"descriptor fingerprint: {measured}")
+        mismatch.append(f"embedder fingerprint: {measured}")
     if mismatch and not allow_mismatch:
         raise GancheckError(f"the runs were measured differently ({'; '.join(mismatch)}); audit both with the same embedder model, theta, r and MCCS form, or pass --force (--allow-mismatch)")
     results = evaluate_changes(a, b, gates)

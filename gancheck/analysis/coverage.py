@@ -210,13 +210,13 @@ def measure_coverage(generator: str, reference_dir: str | Path, n: int = 10_000,
     names = parse_names(attribute_names) if attributes else None
     scorer = load_attribute_model(attributes, attribute_range, device, threads) if attributes else None
     ref = load_reference(reference_dir)
-    source, descriptor = build_inputs(generator, embedder, generator_options, embedder_options, device=device,
+    source, embedding = build_inputs(generator, embedder, generator_options, embedder_options, device=device,
                                                    threads=threads, batch_size=batch_size,
                                                    calibrator=str(calibrator) if calibrator is not None else None, force=force)
     source.prepare(seed)
     if scorer is not None:  # a classifier that does not match its names fails now, not after every image is made
         check_attribute_count(scorer, ref.images(np.arange(1)), names)
-    ref_vec, ref_found, ref_scores = describe_images(ref.images, np.arange(len(ref.files), dtype=np.int64), descriptor, scorer,
+    ref_vec, ref_found, ref_scores = describe_images(ref.images, np.arange(len(ref.files), dtype=np.int64), embedding, scorer,
                                                      batch_size=batch_size, progress=progress, stage="reference")
     files = [str(f.relative_to(ref.path)) for f in ref.files]
     described = [f for f, ok in zip(files, ref_found) if ok]
@@ -224,11 +224,11 @@ def measure_coverage(generator: str, reference_dir: str | Path, n: int = 10_000,
     centres = fit_bins(ref_vec[ref_found], k, seed)
     ref_bins, ref_dist = assign_bins(ref_vec[ref_found], centres)
     gen_idx = np.asarray(source.collection_indices(n), dtype=np.int64)
-    gen_bins, gen_found, gen_scores = describe_images(source.images, gen_idx, descriptor, scorer, centres, batch_size, progress, "generated")
+    gen_bins, gen_found, gen_scores = describe_images(source.images, gen_idx, embedding, scorer, centres, batch_size, progress, "generated")
     stats = compare_bins(ref_bins, ref_dist, gen_bins[gen_found], k, described, seed, alpha)
     out = {"format": "gancheck-coverage", "generator": str(generator), "calibrator": str(calibrator) if calibrator is not None else None,
            "reference": str(Path(reference_dir).resolve()),
-           "embedder": descriptor.describe(), "seed": int(seed), "n_requested": int(n),
+           "embedder": embedding.describe(), "seed": int(seed), "n_requested": int(n),
            "reference_images": len(files), "reference_described": int(ref_found.sum()), "generated_described": int(gen_found.sum())}
     out.update(stats)
     if scorer is not None:

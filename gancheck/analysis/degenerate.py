@@ -53,7 +53,7 @@ def assess(vectors: np.ndarray, image_shape: tuple[int, int] | None = None) -> d
     reasons = []
     if rank < EFFECTIVE_RANK_FLOOR:
         reasons.append(f"the descriptor vectors span about {rank:.2f} dimensions (floor {EFFECTIVE_RANK_FLOOR:g}): "
-                       "the descriptor does not tell these images apart")
+                       "the embedder does not tell these images apart")
     if distinct < max(MIN_DISTINCT, DISTINCT_SHARE_FLOOR * m):
         reasons.append(f"only {distinct} of {m} anchor images are distinct: the generator repeats exact copies")
     if side is not None and side < IMAGE_SIDE_FLOOR:

@@ -1,10 +1,10 @@
 """Descriptor thresholds as normalised angular distances (Eq. 4), and their estimation from image pairs.
 
-A descriptor's published verification threshold (a Euclidean distance, a cosine similarity) is
+An embedder's published verification threshold (a Euclidean distance, a cosine similarity) is
 converted to ``d = arccos(cos) / pi`` so that ``theta`` (Eq. 3) and the neighbour radius ``r``
-(Eq. 9) mean the same thing for every descriptor. ``docs/thresholds.md`` derives each default.
+(Eq. 9) mean the same thing for every embedder. ``docs/thresholds.md`` derives each default.
 
-``gancheck theta PAIRS_DIR`` estimates both for any descriptor from a folder laid out as::
+``gancheck theta PAIRS_DIR`` estimates both for any embedder from a folder laid out as::
 
     PAIRS_DIR/same/<pair name>/      two images of one person
     PAIRS_DIR/different/<pair name>/ two images of two different people
@@ -152,7 +152,8 @@ def estimate_from_folder(pairs_dir: Path, embedder) -> dict:
             "use photos with visible faces or try --align fixed for pre-aligned crops"
         )
     result = estimate_thresholds(distances["same"], distances["different"])
-    result["descriptor"] = embedder.describe()
-    result["descriptor_defaults"] = {"theta": embedder.default_theta, "radius": embedder.default_radius}
+    result["embedder"] = embedder.describe()
+    result["embedder_defaults"] = {"theta": embedder.default_theta, "radius": embedder.default_radius}
+    result["descriptor"], result["descriptor_defaults"] = result["embedder"], result["embedder_defaults"]  # names before 0.2, kept for one release
     result["skipped_pairs_no_face"] = skipped
     return result

@@ -81,7 +81,7 @@ def advice(method: str, spent: dict, result: dict) -> str:
     recall = min((r.get("recall") or 0.0) for r in regions) if regions else None
     what = f"its latent region recalls only {format_share(recall)} of the mode's held-out samples; " if recall is not None else ""
     return (f"{what}what would help: a larger --budget (this fit described {spent.get('budget', 0):,} extra samples), a larger --max-draws, "
-            "the other latent method, or --method rejection (exact, but it needs the descriptor at sampling time)")
+            "the other latent method, or --method rejection (exact, but it needs the embedder at sampling time)")
 
 
 #: regions predicted to cut less than this share of the modes' excess are said before the proof's re-audit
@@ -89,7 +89,7 @@ HOPELESS_CUT = 0.25
 
 
 def fit_forecast(fit: dict, held_in_mode: np.ndarray) -> str | None:
-    """A warning, before the proof spends its descriptor calls, when the fitted regions are predicted
+    """A warning, before the proof spends its embedder calls, when the fitted regions are predicted
     (on validation samples no model trained on; ``held_in_mode`` of them in each mode) to cut
     little of the modes' excess together, else None. One weak mode among several is not enough:
     the proof judges the modes together."""
@@ -108,10 +108,10 @@ def fit_forecast(fit: dict, held_in_mode: np.ndarray) -> str | None:
             "a significant drop. What would help: a larger --budget, the other latent method, or --method rejection (Ctrl-C now to change course)")
 
 
-def descriptor_calls(data, spent: dict, result: dict) -> dict:
-    """Generator + descriptor calls paid: the audit's, the budget's, the proof's."""
+def embedder_calls(data, spent: dict, result: dict) -> dict:
+    """Generator + embedder calls paid: the audit's, the budget's, the proof's."""
     audit = int(data.config["n"]) + int(data.config["anchors"])
-    proof = result["cost"].get("proof_descriptor_calls", 0)
+    proof = result["cost"].get("proof_embedder_calls", 0)
     return {"audit": audit, "budget": int(spent.get("budget", 0)), "proof": int(proof), "calibration": int(spent.get("budget", 0))}
 
 
@@ -159,7 +159,8 @@ def calibrate(run_dir: str | Path, method: str = "is", out: str | Path | None = 
         if outlook:
             result.setdefault("notes", []).append(outlook)
         result["advice"] = advice(method, spent, result)
-        result["cost"]["descriptor_calls"] = descriptor_calls(data, spent, result)
+        result["cost"]["embedder_calls"] = embedder_calls(data, spent, result)
+        result["cost"]["descriptor_calls"] = result["cost"]["embedder_calls"]  # its name before 0.2, kept for one release
         if export_onnx is not None:
             result["exported_onnx"] = str(export_decision(out, export_onnx))
         write_json(Path(proof_dir) / "calibration.json", result)

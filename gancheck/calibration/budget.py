@@ -1,4 +1,4 @@
-"""The descriptor budget: extra samples, generated and described, where each dense mode's boundary lies.
+"""The embedder budget: extra samples, generated and described, where each dense mode's boundary lies.
 
 A mode holding 1% of a run of 10^4 has about 100 latents: too few to learn a region in a latent
 space of 100 or more dimensions. ``--budget N`` describes N more samples, spent in two halves:
@@ -14,7 +14,7 @@ space of 100 or more dimensions. ``--budget N`` describes N more samples, spent 
 Each is labelled by its descriptor's distance to the mode anchors (within r0 or not). Every extra
 latent is reproducible from ``(seed, index)`` and the run. They are stored by chunk under
 ``RUN_DIR/calibration-budget-KEY/`` (Parquet: sample_index, latent, embedding), so a killed
-calibrate resumes without describing a sample twice; KEY names the seed, modes, r0 and descriptor.
+calibrate resumes without describing a sample twice; KEY names the seed, modes, r0 and embedder.
 """
 
 from __future__ import annotations
@@ -70,7 +70,7 @@ class BudgetSampler:
 
 
 def budget_dir(data: FitData) -> Path:
-    """Where this run's budget for these modes, r0 and descriptor is stored."""
+    """Where this run's budget for these modes, r0 and embedder is stored."""
     key = {"seed": data.seed, "modes": [int(m["sample_index"]) for m in data.modes], "r0": data.r0, "scales": SCALES,
            "embedder": data.config["embedder"], "options": data.config.get("embedder_options") or {}, "version": 1}
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]

@@ -40,6 +40,8 @@ def header_for(data: FitData, method: str, params: dict, figures: dict) -> dict:
 
     cfg, report = data.config, data.report
     gen = data.source.describe()
+    embedder = {"spec": cfg["embedder"], "options": cfg.get("embedder_options") or {}, "describe": data.manifest.get("embedder", {}),
+                "theta": report["theta"], "no_face": data.no_face}
     counts = data.mode_counts
     return _jsonable({
         "format": FORMAT,
@@ -47,8 +49,8 @@ def header_for(data: FitData, method: str, params: dict, figures: dict) -> dict:
         "method": method,
         "latent": data.prior.to_dict(),
         "generator": {"sha256": gen.get("sha256"), "kind": gen.get("kind"), "path": gen.get("path"), "callable": gen.get("callable")},
-        "descriptor": {"spec": cfg["embedder"], "options": cfg.get("embedder_options") or {}, "describe": data.manifest.get("embedder", {}),
-                       "theta": report["theta"], "no_face": data.no_face},
+        "embedder": embedder,
+        "descriptor": embedder,  # the same, under its name before 0.2 (readers of format 1 find it there; dropped in 0.3)
         "dense_modes": [{"sample_index": int(m["sample_index"]), "neighbors_r0": int(c), "share_r0": float(c / data.n),
                          "run_neighbors": int(m["neighbors"]), "run_mccs": m.get("mccs"), "acceptance": float(p)}
                         for m, c, p in zip(data.modes, counts, data.mode_acceptance)],

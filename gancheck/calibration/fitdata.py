@@ -45,7 +45,7 @@ class FitData:
     ordinary_anchors: int
     typical_count: float = 0.0  # median N_r0 over those anchors: a typical identity (the proof's floor)
     mode_acceptance: np.ndarray = field(init=False)  # (M,) p_m
-    # the descriptor budget's extra samples (gancheck.calibration.budget): training data only
+    # the embedder budget's extra samples (gancheck.calibration.budget): training data only
     extra_indices: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     extra_latents: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))  # (e, dim)
     extra_vectors: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))
@@ -213,7 +213,7 @@ def fit_outlook(method: str, region: str, counts: list[int], n: int, latent_dim:
     return (f"the is method would learn mode {weakest + 1}'s latent region from about {train} training latents ({TRAIN_SHARE:.0%} of the "
             f"{count} within r0 of it) in a {latent_dim}-dimensional latent space, fewer than the region's {params} parameters: "
             f"the region is unlikely to generalise, and fitting and proving it takes minutes. What works at this size: --method rejection "
-            f"(thins images near the mode with the descriptor; any latent size), or {larger}, or a larger --r0 (Ctrl-C now to change course)")
+            f"(thins images near the mode with the embedder; any latent size), or {larger}, or a larger --r0 (Ctrl-C now to change course)")
 
 
 def _round_up(x: float) -> int:

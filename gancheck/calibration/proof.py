@@ -28,7 +28,7 @@ from gancheck.defaults import BATCH_SIZE
 
 #: the noise floor's second original draw uses sample indices from here (disjoint from C and A)
 FLOOR_OFFSET = 1 << 41
-#: rejection calibrators pay the generator and descriptor per candidate: their measured cost is
+#: rejection calibrators pay the generator and embedder per candidate: their measured cost is
 #: replayed on this many samples only
 REJECTION_REPLAY = 1024
 
@@ -90,11 +90,12 @@ def prove(data: FitData, calibrator_path: str | Path, proof_dir: str | Path, ove
         "draws_measured_on": measured_on,
         "frechet": frechet_figures(data, calibrated, plain),
         "region": cal.header["fit"].get("regions"),
-        "needs_descriptor_at_sampling": cal.needs_generator,
+        "needs_embedder_at_sampling": cal.needs_generator,
+        "needs_descriptor_at_sampling": cal.needs_generator,  # its name before 0.2, kept for one release
         "share_drop": {"z": z if np.isfinite(z) else None, "required_z": DROP_Z,
                        "test": "one-sided two-proportion z on the modes' union share, fresh plain draw vs calibrated re-audit: "
                                "(before - after) / sqrt(b(1-b)/n_b + a(1-a)/n_a)"},
-        "cost": {"draws_per_kept_sample": draws, "proof_descriptor_calls": 2 * int(cfg["n"]) + int(cfg["anchors"])},
+        "cost": {"draws_per_kept_sample": draws, "proof_embedder_calls": 2 * int(cfg["n"]) + int(cfg["anchors"])},
         "improved": bool(z > DROP_Z),
         "notes": notes(cal),
     }, audit

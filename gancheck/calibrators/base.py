@@ -38,7 +38,7 @@ class Calibrator(ABC):
     method: str = ""
     #: tensors this method's file must hold besides mode_vectors and mode_acceptance
     tensors: tuple[str, ...] = ()
-    #: True when a(z) needs the generator's image and the descriptor (cannot sample latents alone)
+    #: True when a(z) needs the generator's image and the embedder (cannot sample latents alone)
     needs_generator: bool = False
 
     def __init__(self, header: dict, tensors: dict[str, np.ndarray], path: Path | None = None):
@@ -57,7 +57,7 @@ class Calibrator(ABC):
     @classmethod
     def learns_from_budget(cls, **options) -> bool:
         """True when a fit with these ``options`` learns a latent region from labelled samples, so the
-        descriptor budget (extra described samples) improves it."""
+        embedder budget (extra described samples) improves it."""
         return False
 
     @classmethod
@@ -101,7 +101,12 @@ class Calibrator(ABC):
 
     def runs_at_sampling(self) -> str:
         """The model a ``needs_generator`` calibrator runs on every candidate image, in words."""
-        return f"the descriptor {self.header['descriptor']['spec']!r}"
+        return f"the embedder {self.embedder['spec']!r}"
+
+    @property
+    def embedder(self) -> dict:
+        """The embedder the file was fitted with (``descriptor`` in files written before 0.2)."""
+        return self.header.get("embedder") or self.header.get("descriptor") or {}
 
     def check_generator(self, source, force: bool) -> tuple[int, ...]:
         """The latent shape to sample for ``source``, after checking it is the generator this file was

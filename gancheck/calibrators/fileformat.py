@@ -21,7 +21,7 @@ FORMAT_VERSION = 1
 METADATA_KEY = "gancheck"
 #: Tensors every method's file holds; each method adds its own (see ``required_tensors``).
 COMMON_TENSORS = ("mode_vectors", "mode_acceptance")
-_HEADER_KEYS = ("format", "format_version", "method", "latent", "generator", "descriptor", "dense_modes", "r0", "stream", "params", "tensors_sha256")
+_HEADER_KEYS = ("format", "format_version", "method", "latent", "generator", "dense_modes", "r0", "stream", "params", "tensors_sha256")
 
 
 def tensors_sha256(tensors: dict[str, np.ndarray]) -> str:
@@ -73,7 +73,7 @@ def read_calibrator(path: str | Path, required_tensors: dict[str, tuple[str, ...
         raise GancheckError(f"{damaged} (header format is {header.get('format') if isinstance(header, dict) else None!r}, expected {FORMAT!r}); give a file written by gancheck calibrate")
     if header.get("format_version") != FORMAT_VERSION:
         raise GancheckError(f"{path} is calibrator format version {header.get('format_version')}, this gancheck reads version {FORMAT_VERSION}; upgrade gancheck or rebuild the calibrator")
-    missing = [k for k in _HEADER_KEYS if k not in header]
+    missing = [k for k in _HEADER_KEYS if k not in header] + ([] if "embedder" in header or "descriptor" in header else ["embedder"])
     if missing:
         raise GancheckError(f"{damaged} (header lacks {', '.join(missing)}); re-run gancheck calibrate")
     method = header["method"]

@@ -172,7 +172,7 @@ class ImportanceCalibrator(Calibrator):
         if not max_draws > 1.0:
             raise GancheckError(f"--max-draws must be above 1 (draws per kept sample), got {max_draws}")
         counts = data.mode_counts
-        # with a learned region the descriptor budget adds training samples near the mode
+        # with a learned region the embedder budget adds training samples near the mode
         usable = counts + data.extra_near.sum(axis=0) if region in LEARNED else counts
         few = [int(m["sample_index"]) for m, c in zip(data.modes, usable) if c < MIN_MODE_SAMPLES]
         if few:

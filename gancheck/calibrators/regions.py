@@ -67,7 +67,7 @@ def split_of(indices: np.ndarray) -> np.ndarray:
 
 def labelled_sets(data, prior_draws_only: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """``(x_train, near_train, validation, test)`` of a FitData: the run's training split plus the
-    descriptor budget's samples (``data.extra_*``; with ``prior_draws_only`` only its plain prior
+    embedder budget's samples (``data.extra_*``; with ``prior_draws_only`` only its plain prior
     draws, not its perturbations) to train on; validation and test are masks over the run's own
     samples, plain prior draws the model never trains on."""
     split = split_of(data.indices)

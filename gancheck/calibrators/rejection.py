@@ -2,8 +2,8 @@
 
 Generate a candidate, embed it, and keep it with probability ``p_m`` when its image lies within
 ``r0`` of dense mode ``m`` (always otherwise). This thins exactly the images in the dense modes, with
-no latent-region approximation, at the cost of running the generator and the descriptor at
-sampling time for every candidate: the file names the descriptor, and sampling needs it installed.
+no latent-region approximation, at the cost of running the generator and the embedder at
+sampling time for every candidate: the file names the embedder, and sampling needs it installed.
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ class RejectionCalibrator(Calibrator):
 
     @classmethod
     def fit(cls, data, **_) -> tuple[dict, dict, dict]:
-        params = {"no_face": data.no_face, "needs_descriptor_at_sampling": True}
+        params = {"no_face": data.no_face, "needs_embedder_at_sampling": True}
         return params, {}, {}
 
     @classmethod
@@ -54,22 +54,22 @@ class RejectionCalibrator(Calibrator):
         return modes_acceptance(data.near, data.mode_acceptance)
 
     def validate(self) -> None:
-        if not self.header["descriptor"].get("spec"):
-            raise self.damaged("it does not name the descriptor that rejection sampling needs")
+        if not self.embedder.get("spec"):
+            raise self.damaged("it does not name the embedder that rejection sampling needs")
 
     def _acceptance_for(self, source):
         from embedders import load_embedder
 
-        d = self.header["descriptor"]
+        d = self.embedder
         try:
-            descriptor = load_embedder(d["spec"], **(d.get("options") or {}))
+            embedder = load_embedder(d["spec"], **(d.get("options") or {}))
         except GancheckError as exc:
             raise GancheckError(f"calibrator {self.path} rejects in descriptor space and needs the embedder {d['spec']!r} at sampling time, "
                                 f"which failed to load: {exc}") from None
         r0, no_face, modes, p = float(self.header["r0"]), self.header["params"].get("no_face", "exclude"), self.t["mode_vectors"], self.mode_acceptance
 
         def decide(images: np.ndarray) -> np.ndarray:
-            vectors, found = descriptor.embed(images)
+            vectors, found = embedder.embed(images)
             return image_acceptance(vectors, np.asarray(found, bool), modes, r0, p, no_face)
 
         return deciding_on_images(self.prior, source, decide)

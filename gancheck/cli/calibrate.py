@@ -131,8 +131,8 @@ def excess_lines(result: dict) -> list[str]:
     t, cost = result.get("total"), result.get("cost") or {}
     if t and len(result.get("modes") or []) > 1:
         lines.append(f"modes together: {format_share(t['before'])} -> {format_share(t['after'])}; excess removed {removed(t['excess_removed'])}")
-    if cost.get("descriptor_calls"):
-        calls = cost["descriptor_calls"]
+    if cost.get("embedder_calls"):
+        calls = cost["embedder_calls"]
         lines.append(f"cost: {format_number(cost['draws_per_kept_sample'])} prior draws per kept sample; embedder calls: "
                      f"{format_count(calls['audit'])} audit, {format_count(calls['budget'])} calibration budget, {format_count(calls['proof'])} proof")
     return lines

@@ -47,7 +47,7 @@ for _name, _command in [("audit", audit.audit), ("demo", demo.demo), ("theta", t
                         ("compare", compare.compare), ("calibrate", calibrate.calibrate), ("sample", calibrate.sample),
                         ("coverage", coverage.coverage), ("ldr", ldr.ldr), ("export-embedder", export.export_embedder)]:
     app.command(_name, cls=Command, epilog=examples(*EXAMPLES[_name]))(handle_errors(_command))
-app.command("export-descriptor", cls=Command, hidden=True, deprecated=True)(handle_errors(export.export_descriptor))
+app.command("export-descriptor", cls=Command, hidden=True)(handle_errors(export.export_descriptor))  # deprecated: says so itself
 
 
 @app.callback()

@@ -37,7 +37,7 @@ def theta_lines(embedder: str, result: dict) -> list[str]:
     """The estimate in plain lines, every figure in gancheck.formatting' one rule (distances to three
     significant digits, accuracies and acceptance rates as percentages)."""
     s, d = result["same_distance"], result["different_distance"]
-    defaults = result["descriptor_defaults"]
+    defaults = result["embedder_defaults"]
     return [
         f"embedder {embedder}: {format_count(result['n_same'])} same-identity and {format_count(result['n_different'])} different-identity pairs",
         f"  same pairs      d: min {num(s['min'])}  median {num(s['median'])}  max {num(s['max'])}",

@@ -22,6 +22,11 @@ from gancheck.maths import angular_distance, expected_similarity, normalise64, s
 BACKENDS = ("auto", "blas", "faiss")
 # float32 dot products of unit vectors err by ~1e-7; screen with this much slack.
 _SCREEN_SLACK = 1e-4
+#: Bytes of the (pairs, D) float64 arrays one block of a tile's screened pairs may gather. Unblocked,
+#: every pair of a tile was measured at once: on a collapsing generator a tile holds 1e5 pairs and
+#: more, so the peak RSS of a 4e4-sample audit (DCGAN, pixel embedder) rose to 1.42 GB over a
+#: steady 0.27 GB, higher the more tiles a run had; blocked, 0.57 GB (benchmarks/bench_scale.py).
+PAIR_BLOCK_BYTES = 32 << 20
 
 
 @dataclass
@@ -167,12 +172,20 @@ class CollapseAccumulator:
 
     def _tile(self, c32: np.ndarray, idx: np.ndarray) -> None:
         c32 = np.ascontiguousarray(c32)
-        p = self.part
-        p.n += len(c32)
+        self.part.n += len(c32)
         rows, cols, gram = self._screen(c32)
+        block = max(1024, PAIR_BLOCK_BYTES // (16 * c32.shape[1]))
+        for start in range(0, len(rows), block):  # in screening order: each anchor's terms stay in sample order
+            self._pairs(rows[start : start + block], cols[start : start + block], c32, idx)
+        if self.k and self.display is not None:
+            self._keep_display(c32, idx, gram)
+
+    def _pairs(self, rows: np.ndarray, cols: np.ndarray, c32: np.ndarray, idx: np.ndarray) -> None:
+        """Add one block of a tile's screened pairs to the sums."""
+        p = self.part
         d = angular_distance(self._exact_cos(rows, cols, c32))
         m = len(self.a32)
-        # add.at sums each anchor's terms one by one in sample order: no dependence on tiling.
+        # add.at sums each anchor's terms one by one in sample order: no dependence on tiling or blocks.
         np.add.at(p.sim_sum, rows, similarity(d, self.theta))
         p.neighbors += np.bincount(rows[d <= self.radius], minlength=m)
         nb = len(self.radii)
@@ -181,8 +194,6 @@ class CollapseAccumulator:
         p.radial += np.cumsum(np.bincount(rows[inside] * nb + ring[inside], minlength=m * nb).reshape(m, nb), axis=1)
         if self.k:
             self._keep_nearest(rows, d, idx[cols])
-            if self.display is not None:
-                self._keep_display(c32, idx, gram)
 
     def _exact_cos(self, rows: np.ndarray, cols: np.ndarray, c32: np.ndarray) -> np.ndarray:
         """Float64 cosines of the given pairs, each an independent dot product: the same value

@@ -26,6 +26,8 @@ class ShardPlan(Sequence):
         return -(-len(self.indices) // self.shard_size)
 
     def __getitem__(self, j: int):
+        if j < 0:
+            j += len(self)
         if not 0 <= j < len(self):
             raise IndexError(j)
         return self.indices[j * self.shard_size : (j + 1) * self.shard_size]
@@ -55,7 +57,7 @@ def shard_results(config, worker, parts, checkpoints, todo: Iterable[int], on_ba
 
 
 class _RayShardWorker:
-    """Holds one rebuilt generator and descriptor for the life of a Ray actor."""
+    """Holds one rebuilt generator and embedder for the life of a Ray actor."""
 
     def __init__(self, specs: dict, anchors, theta, radius, config):
         from gancheck.inputs import build_inputs

@@ -123,7 +123,7 @@ def check_stop() -> None:
 
 
 class CallTimeout(Exception):
-    """A generator or descriptor call ran past ``--timeout``."""
+    """A generator or embedder call ran past ``--timeout``."""
 
 
 def call_with_timeout(fn: Callable, timeout: float):

@@ -398,7 +398,7 @@ def _settings(run: RunData, rep: dict) -> str:
     cfg = run.manifest.get("config", {})
     nf = rep.get("no_face", {})
     settings = [("generator", gen.get("path", "")), ("generator kind", gen.get("kind", "")), ("sha256", gen.get("sha256", "")),
-                ("descriptor (embedder)", rep.get("embedder", cfg.get("embedder", ""))),
+                ("embedder", rep.get("embedder", cfg.get("embedder", ""))),
                 ("collection |C|", format_count(rep["n_samples"])), ("anchors |A|", format_count(rep["n_anchors"])), ("seed", rep.get("seed")),
                 ("theta (same identity)", format_number(rep["theta"])), ("r (dense-mode radius)", format_number(rep["radius"])),
                 ("MCCS form", f"{rep['mccs_form']}: {rep['mccs_formula']}"),

@@ -47,7 +47,7 @@ def render_sweep(table: dict, scores: dict[str, np.ndarray]) -> str:
     return f"""<!doctype html><html><head><meta charset="utf-8"><title>gancheck sweep over {html.escape(table['input'])}</title>
 <style>body{{font-family:sans-serif;margin:2em}}td,th{{padding:3px 10px;text-align:left}}tr:nth-child(even){{background:#f4f4f4}}</style></head><body>
 <h1>Collapse by class: input <code>{html.escape(table['input'])}</code></h1>
-<p>Each class was audited as its own run with the same seeds and descriptor. Most collapsed: class
+<p>Each class was audited as its own run with the same seeds and embedder. Most collapsed: class
 <b>{html.escape(table['most_collapsed'])}</b>; classes whose mean MCCS interval lies wholly below it:
 {html.escape(', '.join(table['clearly_below_most_collapsed']) or 'none')}.</p>
 <table><tr><th>rank</th><th>class</th><th>mean MCCS [95% CI]</th><th>sigma [95% CI]</th><th>worst mode MCCS</th><th>worst mode share [95% CI]</th></tr>

@@ -3,7 +3,7 @@
 Files count by content (sha256), never by path: replacing ``d.onnx`` by another model under the
 same name changes the fingerprint, moving the same model elsewhere does not. ``--resume`` continues
 a run only on an identical fingerprint; ``compare`` and ``report --before`` compare the
-``descriptor.*`` and measurement fields of two runs. The fields are listed in docs/run-directory.md.
+``embedder.*`` and measurement fields of two runs. The fields are listed in docs/run-directory.md.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from gancheck.version import STATISTICS_REVISION
 MEASUREMENT = ("seed", "n", "anchors", "theta", "radius", "mccs_form", "protocol", "top_k", "neighbors_k", "no_face", "on_nan",
                "shard_size", "save_embeddings")
 #: Fields two runs must share for their figures to be comparable.
-COMPARABLE_PREFIXES = ("statistics_revision", "descriptor.", "theta", "radius", "mccs_form", "protocol")
+COMPARABLE_PREFIXES = ("statistics_revision", "embedder.", "theta", "radius", "mccs_form", "protocol")
 _PATHY = ("path", "recognition", "model_dir", "model")
 
 
@@ -81,8 +81,8 @@ def generator_fields(source, generator: str) -> dict:
             **{f"generator.{k}": _compact(v) for k, v in sorted(rest.items())}}
 
 
-def descriptor_fields(embedder, options: dict | None) -> dict:
-    """The descriptor's name, the content hash of every model file or folder it names, its options."""
+def embedder_fields(embedder, options: dict | None) -> dict:
+    """The embedder's name, the content hash of every model file or folder it names, its options."""
     described = dict(embedder.describe(), **{k: v for k, v in (options or {}).items() if v is not None})
     models, rest = [], {}
     for key, value in sorted(described.items()):
@@ -92,8 +92,14 @@ def descriptor_fields(embedder, options: dict | None) -> dict:
             continue  # where it runs, not what it computes
         else:
             rest[key] = value
-    return {"descriptor.name": described.get("name"), "descriptor.models": _compact(sorted(models)),
-            "descriptor.options": _compact({k: v for k, v in rest.items() if k != "name"})}
+    return {"embedder.name": described.get("name"), "embedder.models": _compact(sorted(models)),
+            "embedder.options": _compact({k: v for k, v in rest.items() if k != "name"})}
+
+
+def upgraded(fingerprint: dict) -> dict:
+    """A stored fingerprint in today's field names (runs written before 0.2 named the embedder's
+    fields ``descriptor.*``), so that such a run still resumes and compares."""
+    return {("embedder." + k[len("descriptor."):] if k.startswith("descriptor.") else k): v for k, v in fingerprint.items()}
 
 
 def run_fingerprint(config, theta: float, radius: float, source, embedder, generator: str, embedder_options: dict | None,
@@ -102,7 +108,7 @@ def run_fingerprint(config, theta: float, radius: float, source, embedder, gener
     settings = {k: getattr(config, k, None) for k in MEASUREMENT}
     settings.update(theta=float(theta), radius=float(radius))
     fields = {"statistics_revision": STATISTICS_REVISION, **generator_fields(source, generator), "calibrator": calibrator_sha256,
-              **descriptor_fields(embedder, embedder_options), **settings}
+              **embedder_fields(embedder, embedder_options), **settings}
     return json.loads(json.dumps(fields, default=str))
 
 
@@ -133,11 +139,11 @@ def load_fingerprint(run_dir: str | Path) -> dict | None:
         fingerprint = json.loads((Path(run_dir) / "state.json").read_text())["fingerprint"]
     except (OSError, ValueError, KeyError, TypeError):
         return None
-    return fingerprint if isinstance(fingerprint, dict) else None
+    return upgraded(fingerprint) if isinstance(fingerprint, dict) else None
 
 
 def measurement_difference(run_a: str | Path, run_b: str | Path) -> str | None:
-    """How two runs' measurements differ (descriptor model files and options, theta, r, MCCS form,
+    """How two runs' measurements differ (embedder model files and options, theta, r, MCCS form,
     statistics revision), as a phrase; None when they agree or a run predates fingerprints."""
     a, b = load_fingerprint(run_a), load_fingerprint(run_b)
     if a is None or b is None:

@@ -15,7 +15,7 @@ from gancheck.engine.accumulator import Partial
 from gancheck.engine.pipeline import ShardResult
 from gancheck.errors import GancheckError
 from gancheck.files import atomic_write, file_sha256, write_json
-from gancheck.run.fingerprint import describe_difference, first_difference
+from gancheck.run.fingerprint import describe_difference, first_difference, upgraded
 
 STATE = "state.json"
 SHARD_DIR = "shards"
@@ -130,7 +130,7 @@ class State:
                 raise TypeError("wrong types")
         except (ValueError, KeyError, TypeError, AttributeError):
             return [f"{self.path} is damaged; every shard will be recomputed"]
-        diff = first_difference(old, self.fingerprint)
+        diff = first_difference(upgraded(old), self.fingerprint)
         if diff is not None:
             raise GancheckError(f"cannot resume: the run was started with other settings or inputs, {describe_difference(diff)}; resume with "
                                 "the same inputs and settings, or start afresh (--overwrite replaces the run only once the new one has finished)")

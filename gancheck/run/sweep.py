@@ -1,6 +1,6 @@
 """A conditional generator audited class by class: ``--sweep NAME=onehot:K`` (or ``NAME=values:A,B``)
 runs one sub-run per value of the conditioning input ``NAME``, with the same seeds (so the same
-latents) and descriptor, and ranks the classes by how much they collapse.
+latents) and embedder, and ranks the classes by how much they collapse.
 
 Layout: ``OUT/class-LABEL/`` is each class's ordinary run directory; ``OUT/sweep.json`` holds the
 table (:func:`sweep_table`) that gates and report pages read.
