@@ -103,13 +103,13 @@ def test_is_reports_region_precision_and_recall_on_held_out_samples(calibrations
     assert region["precision"] > 0.9 and region["recall"] > 0.9
 
 
-def test_rejection_says_it_needs_the_descriptor_at_sampling_time(calibrations):
+def test_rejection_says_it_needs_the_embedder_at_sampling_time(calibrations):
     from gancheck.calibrators import load_calibrator
     from gancheck.errors import GancheckError
 
     result, path, _ = calibrations("rejection")
-    assert result["needs_descriptor_at_sampling"] is True
-    assert any("descriptor" in note and "pixel" in note for note in result["notes"])
+    assert result["needs_embedder_at_sampling"] is True and result["needs_descriptor_at_sampling"] is True  # and its name before 0.2
+    assert any("the embedder 'pixel'" in note for note in result["notes"])
     with pytest.raises(GancheckError, match="decides on the generated image"):
         load_calibrator(path).sample(0, [0, 1])
 
