@@ -45,3 +45,13 @@ def test_the_shard_plan_is_made_one_shard_at_a_time_and_equals_the_list_it_repla
     assert [a.tolist() for a in arrays] == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]
     with pytest.raises(IndexError):
         small[3]
+
+
+def test_the_expected_size_and_time_are_said_before_the_collection(planted_onnx, tmp_path):
+    proc = run_cli("audit", planted_onnx, "--n", "3000", "--anchors", "200", "--out", tmp_path / "run")
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stderr.splitlines()
+    said = [i for i, line in enumerate(lines) if "collection: about" in line and "images/s" in line]
+    started = [i for i, line in enumerate(lines) if "collection samples: started" in line]
+    assert said and started and said[0] < started[0], proc.stderr
+    assert any("run directory: about" in line for line in lines[: started[0]])

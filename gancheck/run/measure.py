@@ -57,9 +57,9 @@ def _measure(source, embedder, config: AuditConfig, theta: float, radius: float,
     """Anchors, then the collection shard by shard (checkpointed in ``state``), then the statistics."""
     measurer = ShardMeasurer(source, embedder, None, theta, radius, config)
     a_idx = anchor_indices(source, config)
-    started = time.perf_counter()
-    a_vec, a_found, a_ok = _anchors(measurer, a_idx, run_dir, state, tick("anchors", len(a_idx)))
-    rate = len(a_idx) / max(time.perf_counter() - started, 1e-9) if state is None or sh.ANCHORS not in state.done else None
+    resumed, meter = state is not None and sh.ANCHORS in state.done, RateMeter(tick("anchors", len(a_idx)))
+    a_vec, a_found, a_ok = _anchors(measurer, a_idx, run_dir, state, meter)
+    rate = None if resumed else meter.rate()
     usable = a_ok & (a_found | (config.no_face == "keep"))
     if usable.sum() < 2:
         raise GancheckError(f"only {int(usable.sum())} of {len(a_idx)} anchor images could be described (no face or NaN); "
@@ -148,6 +148,25 @@ def _anchors(measurer, a_idx, run_dir, state, on_batch):
     if state is not None:
         state.mark(sh.ANCHORS, *sh.write_anchors(run_dir, a_idx, vec, found, ok))
     return vec, found, ok
+
+
+class RateMeter:
+    """Passes each batch on to ``on_batch`` and measures the throughput after the first batch (which
+    pays the sessions' warm-up: counted, it made the demo's estimate ten times too long)."""
+
+    def __init__(self, on_batch):
+        self.on_batch, self.first, self.done = on_batch, None, 0
+
+    def __call__(self, k: int) -> None:
+        self.on_batch(k)
+        if self.first is None:
+            self.first = time.perf_counter()
+        else:
+            self.done += k
+
+    def rate(self) -> float | None:
+        seconds = time.perf_counter() - self.first if self.first is not None else 0.0
+        return self.done / seconds if self.done and seconds > 0 else None
 
 
 def _limits(m: int, dim: int, config: AuditConfig, run_dir, rate: float | None, log) -> None:
