@@ -13,7 +13,6 @@ from gancheck.cli.common import (EXIT_GATE, INPUTS, LATENT_INPUT, LATENT_SHAPE, 
                                  finite, generator_options, parse_count, positive, set_threads)
 from gancheck.cli.progress import Reporter, choose_mode
 from gancheck.formatting import format_change, format_count, format_number, format_share
-from gancheck.render.images import save_grid
 
 
 def calibrate(
@@ -164,8 +163,8 @@ def sample(
     """Write a PNG grid of the generator's images, drawn through a calibrator when one is given."""
 
     positive(columns, "--columns")
-    images = api.sample_images(generator, n=parse_count(n, "--n"), seed=seed, calibrator=calibrator, force=force, device=device,
-                           batch_size=batch_size, **generator_options(layout, value_range, prior, truncation, latent_input, latent_shape, inputs))
-    path = save_grid(images, out, columns)
+    count = parse_count(n, "--n")
+    path = api.sample(generator, out, n=count, columns=columns, seed=seed, calibrator=calibrator, force=force, device=device,
+                      batch_size=batch_size, **generator_options(layout, value_range, prior, truncation, latent_input, latent_shape, inputs))
     if not quiet:
-        typer.echo(f"{len(images)} images{' through ' + str(calibrator) if calibrator else ''}: {path}")
+        typer.echo(f"{count} images{' through ' + str(calibrator) if calibrator else ''}: {path}")
