@@ -10,10 +10,12 @@ Per size: peak RSS of the audit process, wall time, images/s (collection and anc
 time), the run directory's size, and the time after the collection (analysis, tables, report.json,
 report.html: from the log line that ends the collection to the process's exit). Ratios are printed
 against the smallest size. The largest size is then audited a second time, stopped with SIGTERM
-once about half of its shards are done, and resumed: its report.json must equal the uninterrupted
-run's (every key but the command line's). The prefix rule: the collection is the samples 0..n-1 of
-one seeded stream, so the larger run's convergence row at the smaller n (its first n samples) has
-the smaller run's mean and standard deviation of MCCS, to the bit.
+once about half of its shards are done, and resumed; its figures are the two processes' (peak RSS
+the larger, wall time the sum). With --also-uninterrupted the largest size is audited a second time
+without a stop, and the resumed report.json must equal it (every key but the command line's). The
+prefix rule: the collection is the samples 0..n-1 of one seeded stream, so the larger run's
+convergence row at the smaller n (its first n samples) has the smaller run's mean and standard
+deviation of MCCS, to the bit; it ties the resumed largest run to each smaller, uninterrupted one.
 """
 
 from __future__ import annotations
@@ -82,7 +84,8 @@ def main() -> None:
     p.add_argument("--align", default="fixed", help="--align for face embedders ('' for none)")
     p.add_argument("--sizes", default="1e4,1e5,1e6")
     p.add_argument("--anchors", type=int, default=1000)
-    p.add_argument("--no-resume", action="store_true", help="skip the SIGTERM-and-resume run of the largest size")
+    p.add_argument("--no-resume", action="store_true", help="audit the largest size without the SIGTERM and the resume")
+    p.add_argument("--also-uninterrupted", action="store_true", help="audit the largest size a second time, without a stop, and compare")
     p.add_argument("--keep", default=None, help="folder for the run directories (default: a temporary one)")
     args = p.parse_args()
     sizes = [int(float(s)) for s in args.sizes.split(",")]
@@ -90,7 +93,7 @@ def main() -> None:
     rows = []
     for n in sizes:
         out = base / f"run-{n}"
-        r = run(audit_command(args, n, out))
+        r = stopped_and_resumed(args, n, out) if n == sizes[-1] and not args.no_resume else run(audit_command(args, n, out))
         if r["code"] != 0:
             sys.exit(f"audit at n = {n:,} failed ({r['code']}): {' | '.join(r['log'])}")
         r.update(n=n, run_dir=out, images_per_s=(n + args.anchors) / r["wall_s"], run_dir_mib=directory_mib(out),
@@ -107,7 +110,7 @@ def main() -> None:
         row = next((c for c in convergence(big["run_dir"]) if c["n"] == small["n"]), None)
         same = row is not None and (row["mccs_mean"], row["mccs_std"]) == (small["report"]["mccs"]["mean"], small["report"]["mccs"]["std"])
         print(f"prefix rule: n = {big['n']:,}'s convergence row at {small['n']:,} equals the {small['n']:,} run's (mu, sigma): {same}")
-    if not args.no_resume:
+    if args.also_uninterrupted and not args.no_resume:
         resume_check(args, rows[-1], base)
 
 
@@ -117,15 +120,25 @@ def convergence(run_dir: Path) -> list[dict]:
     return pq.read_table(run_dir / "convergence.parquet").to_pylist()
 
 
-def resume_check(args, uninterrupted: dict, base: Path) -> None:
-    n = uninterrupted["n"]
-    out = base / f"resumed-{n}"
+def stopped_and_resumed(args, n: int, out: Path) -> dict:
+    """Audit ``n`` stopped with SIGTERM after about half of its shards, then resumed: one row."""
     shards = -(-n // 16_384)
     stopped = run(audit_command(args, n, out), stop_after_shards=max(shards // 2, 1), out=out)
     resumed = run(audit_command(args, n, out, resume=True))
-    same = resumed["code"] == 0 and comparable(json.loads((out / "report.json").read_text())) == comparable(uninterrupted["report"])
-    print(f"SIGTERM after half of {shards} shards: exit {stopped['code']}, resumed: exit {resumed['code']}, "
-          f"{stopped['wall_s'] + resumed['wall_s']:.0f} s in all; report equals the uninterrupted run's: {same}")
+    print(f"n = {n:,}: SIGTERM after half of {shards} shards: exit {stopped['code']} after {stopped['wall_s']:.0f} s "
+          f"(peak RSS {stopped['peak_rss_mib']:.0f} MiB); resumed: exit {resumed['code']} after {resumed['wall_s']:.0f} s "
+          f"(peak RSS {resumed['peak_rss_mib']:.0f} MiB)", flush=True)
+    return {"code": resumed["code"], "wall_s": stopped["wall_s"] + resumed["wall_s"], "log": resumed["log"],
+            "after_collection_s": resumed["after_collection_s"], "peak_rss_mib": max(stopped["peak_rss_mib"], resumed["peak_rss_mib"])}
+
+
+def resume_check(args, resumed: dict, base: Path) -> None:
+    n = resumed["n"]
+    out = base / f"uninterrupted-{n}"
+    r = run(audit_command(args, n, out))
+    same = r["code"] == 0 and comparable(json.loads((out / "report.json").read_text())) == comparable(resumed["report"])
+    print(f"n = {n:,} uninterrupted: exit {r['code']}, {r['wall_s']:.0f} s, peak RSS {r['peak_rss_mib']:.0f} MiB; "
+          f"the resumed run's report equals it: {same}")
 
 
 if __name__ == "__main__":
