@@ -13,6 +13,7 @@ from pathlib import Path
 from embedders import load_embedder
 from gancheck.analysis.compare import compare_runs
 from gancheck.analysis.gates import Gate, evaluate
+from gancheck.analysis.ranking import class_draws, class_row, sweep_table
 from gancheck.analysis.report import analyse, load_run
 from gancheck.audits import audit, run_audit
 from gancheck.calibration import calibrate
@@ -25,7 +26,7 @@ from gancheck.render.junit import gate_cases, write_junit
 from gancheck.render.sweep import write_sweep_html
 from gancheck.run.directory import load_report, open_run
 from gancheck.run.fingerprint import measurement_difference
-from gancheck.run.sweep import class_row, parse_sweep, sweep_table
+from gancheck.run.sweep import parse_sweep
 from gancheck.sources.planted import DEMO_MODEL
 
 __all__ = ["audit", "calibrate", "compare", "coverage", "demo", "export_embedder", "ldr", "load_embedder", "open_run", "report",
@@ -134,7 +135,8 @@ def sweep(generator: str, sweep: str, out: str | Path | None = None, gates: list
           junit: str | Path | None = None, **options) -> dict:
     """Audit a conditional generator class by class (``sweep``: ``"label=onehot:10"`` or
     ``"label=values:0,1,2"``): one run per class in ``out/class-LABEL`` with the same seeds and
-    embedder, then the ranking table (:func:`gancheck.run.sweep.sweep_table`), written to
+    embedder, then the ranking table (:func:`gancheck.analysis.ranking.sweep_table`: ranks with their
+    intervals, the flagged classes), written to
     ``out/sweep.json`` and ``out/report.html``; ``gates`` are evaluated on the table
     (``"max_class.mccs.mean>0.3"``, ``"classes.3.worst_mode.mccs>0.5"``). ``options`` are :func:`audit`'s."""
     name, values = parse_sweep(sweep)
@@ -145,13 +147,15 @@ def sweep(generator: str, sweep: str, out: str | Path | None = None, gates: list
     fixed = dict(parse_pairs(options.pop("inputs", None), "--input"), **(generator_options.get("inputs") or {}))
     if name in fixed:
         raise GancheckError(f"--sweep sets input {name!r}, which --input also fixes; drop one of them")
-    rows, scores = [], {}
+    rows, scores, noise = [], {}, []
     for value in values:
         run = Path(out) / f"class-{value.label}"
         done = run_audit(generator, run, generator_options=dict(generator_options, inputs=dict(fixed, **{name: value.text})), **options)
         rows.append(class_row(value.label, value.text, done.report))
         scores[value.label] = done.analysis.run.mccs
-    table = sweep_table(name, rows)
+        noise.append((done.report["mccs"].get("collection_bias_mean"), done.report["mccs"].get("collection_sd_mean")))
+    draws = class_draws(list(scores.values()), *zip(*noise), seed=int(options.get("seed") or 0))
+    table = sweep_table(name, rows, draws)
     if gates:
         table["gates"] = evaluate(table, gates)
     write_json(Path(out) / "sweep.json", table)

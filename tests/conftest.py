@@ -53,10 +53,47 @@ def report_errors(report: dict) -> list[str]:
     return [f"{'.'.join(map(str, e.absolute_path)) or '(top)'}: {e.message}" for e in validator.iter_errors(report)]
 
 
+#: (point, low, high) key paths of a report: each point must lie inside its own interval.
+REPORT_INTERVALS = (("mccs.mean", "mccs.mean_ci_low", "mccs.mean_ci_high"), ("mccs.std", "mccs.std_ci_low", "mccs.std_ci_high"),
+                    ("worst_mode.neighbor_fraction", "worst_mode.neighbor_fraction_ci_low", "worst_mode.neighbor_fraction_ci_high"),
+                    ("worst_mode.held_out_fraction", "worst_mode.share_ci_low", "worst_mode.share_ci_high"),
+                    ("diversity.vendi", "diversity.vendi_ci_low", "diversity.vendi_ci_high"),
+                    ("diversity.support_size", "diversity.support_size_lower", None))
+SWEEP_INTERVALS = (("mccs.mean", "mccs.mean_ci_low", "mccs.mean_ci_high"), ("mccs.std", "mccs.std_ci_low", "mccs.std_ci_high"),
+                   ("rank", "rank_ci.0", "rank_ci.1"))
+
+
+def _at(d, path: str):
+    for key in path.split("."):
+        if d is None:
+            return None
+        d = d[int(key)] if isinstance(d, list) else d.get(key)
+    return d
+
+
+def outside_intervals(report: dict) -> list[str]:
+    """Figures of a report.json or sweep.json that lie outside their own interval (one estimand each)."""
+    if report.get("kind") == "sweep":
+        items = [(f"classes.{label}.{p[0]}", row, p) for label, row in report["classes"].items() for p in SWEEP_INTERVALS]
+        items += [(f"flagged.{f['label']}.difference", f, ("difference", "ci_low", "ci_high")) for f in report.get("flagged", [])]
+    else:
+        items = [(p[0], report, p) for p in REPORT_INTERVALS]
+        items += [(f"mode_shares.{m['rank']}", m, ("held_out_fraction", "share_ci_low", "share_ci_high")) for m in report.get("mode_shares", [])]
+    bad = []
+    for name, where, (point, low, high) in items:
+        x, lo, hi = _at(where, point), _at(where, low), _at(where, high) if high else None
+        if x is None or lo is None:
+            continue
+        if x < lo - 1e-12 * max(1.0, abs(x)) or (hi is not None and x > hi + 1e-12 * max(1.0, abs(x))):
+            bad.append(f"{name} = {x} outside [{lo}, {hi}]")
+    return bad
+
+
 @pytest.fixture(scope="session", autouse=True)
 def every_report_the_tests_write_matches_the_schema(tmp_path_factory):
     """After the session: each report.json an audit wrote in any test (in process or through the CLI)
-    is valid against the published schema. An audit writes report.json, then manifest.json: a report
+    is valid against the published schema, and each of its figures (and each sweep.json's) lies
+    inside its own interval. An audit writes report.json, then manifest.json: a report
     changed later (damaged on purpose by a test, or its verdict rewritten by `gancheck report`) is
     newer than its manifest and is passed over."""
     yield
@@ -69,5 +106,7 @@ def every_report_the_tests_write_matches_the_schema(tmp_path_factory):
             report = json.loads(path.read_text())
         except (OSError, ValueError):
             continue
-        bad += [f"{path}: {e}" for e in report_errors(report)[:1]]
-    assert not bad, "reports that break docs/report.schema.json:\n" + "\n".join(bad[:10])
+        bad += [f"{path}: {e}" for e in (report_errors(report) + outside_intervals(report))[:1]]
+    for path in sorted(tmp_path_factory.getbasetemp().rglob("sweep.json")):
+        bad += [f"{path}: {e}" for e in outside_intervals(json.loads(path.read_text()))[:1]]
+    assert not bad, "reports that break docs/report.schema.json or hold a figure outside its interval:\n" + "\n".join(bad[:10])

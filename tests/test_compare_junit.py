@@ -86,6 +86,15 @@ def test_compare_passes_within_bounds(runs):
     proc = run_cli("compare", runs["base"], runs["rerun"], "--max-increase", "mccs.mean=0.05", "--max-increase", "worst_mode.neighbor_fraction=0.05")
     assert proc.returncode == 0, proc.stderr
     assert "mccs.mean" in proc.stdout and "diversity.vendi" in proc.stdout and "passed" in proc.stderr
+    assert "B collapses more than A: not shown" in proc.stdout  # two seeds of one generator
+
+
+def test_compare_says_whether_b_collapses_more_than_a(runs):
+    from gancheck import api
+
+    worse = api.compare(runs["base"], runs["worse"])["mean_difference"]
+    assert worse["b_worse"] and worse["p_value"] < 0.01 and worse["ci_low"] > 0
+    assert not api.compare(runs["worse"], runs["base"])["mean_difference"]["b_worse"]
 
 
 def test_compare_fails_on_a_regression_with_junit_and_json(runs, tmp_path):

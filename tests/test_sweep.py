@@ -25,16 +25,22 @@ def conditional(tmp_path_factory):
 
 def test_sweep_ranks_the_collapsing_class_first_and_gates_per_class(conditional, tmp_path):
     r = run_cli("audit", conditional, "--sweep", "label=onehot:3", "--n", "800", "--anchors", "48", "--out", tmp_path / "sweep",
-                "--fail-if", "max_class.mccs.mean>0.2", "--fail-if", "classes.0.worst_mode.neighbor_fraction>0.5")
+                "--fail-if", "max_class.mccs.mean>0.2", "--fail-if", "classes.0.worst_mode.neighbor_fraction>0.5",
+                "--fail-if", "flagged>0")
     assert r.returncode == 1, r.stderr  # the per-class gate on the worst class fails, the one on class 0 passes
     table = json.loads((tmp_path / "sweep" / "sweep.json").read_text())
     assert table["ranking"][0] == "1" and table["most_collapsed"] == "1"
     worst = table["classes"]["1"]["worst_mode"]["neighbor_fraction"]
     assert 0.2 < worst < 0.4 and all(table["classes"][c]["worst_mode"]["neighbor_fraction"] < 0.12 for c in "02")
     assert table["max_class"]["mccs"]["mean"] == table["classes"]["1"]["mccs"]["mean"]
-    assert [g["failed"] for g in table["gates"]] == [True, False]
+    assert [g["failed"] for g in table["gates"]] == [True, False, True]
+    # ranks with their intervals, and the one class that really collapses more is flagged
+    assert table["classes"]["1"]["rank_ci"] == [1, 1]
+    assert all(table["classes"][c]["rank_ci"][0] >= 2 for c in "02")
+    assert [f["label"] for f in table["flagged"]] == ["1"] and table["flagged"][0]["q_value"] < 0.05
     page = (tmp_path / "sweep" / "report.html").read_text()
-    assert page.count("<img alt='class") == 3 and "class-1/report.html" in page
+    assert page.count("<img alt='class") == 3 and "class-1/report.html" in page and "rank 95% CI" in page
+    assert "flagged (mean MCCS above the other classes' median, BH q < 0.05): class 1" in r.stdout
     # a class's sub-run is the same audit as the class fixed by hand, with the same seeds
     one = run_cli("audit", conditional, "--input", "label=0,1,0", "--n", "800", "--anchors", "48", "--out", tmp_path / "one", "--quiet")
     assert one.returncode == 0, one.stderr

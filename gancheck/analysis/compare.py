@@ -15,6 +15,7 @@ from pathlib import Path
 from gancheck.errors import GancheckError
 from gancheck.formatting import format_change, format_number
 from gancheck.analysis.gates import Gate, evaluate, lookup
+from gancheck.analysis.ranking import mean_difference
 from gancheck.analysis.report import analyse, load_run
 from gancheck.run.directory import load_report
 from gancheck.run.fingerprint import measurement_difference
@@ -155,8 +156,10 @@ def load_full_report(run_dir: str | Path) -> dict:
 
 def compare_runs(run_a: str | Path, run_b: str | Path, max_increase: list[str] | None = None, max_decrease: list[str] | None = None,
                  fail_if: list[str] | None = None, allow_mismatch: bool = False) -> dict:
-    """Compare run B against baseline run A. Returns ``{run_a, run_b, figures, mismatch, gates}``;
-    ``gates`` holds the change gates' results and then the ``fail_if`` gates evaluated on B."""
+    """Compare run B against baseline run A. Returns ``{run_a, run_b, figures, mismatch, gates,
+    mean_difference}``; ``gates`` holds the change gates' results and then the ``fail_if`` gates
+    evaluated on B; ``mean_difference`` is B's mu minus A's with its interval and the one-sided
+    p-value that B collapses more (:func:`gancheck.analysis.ranking.mean_difference`)."""
     gates = [ChangeGate.parse(t, "max_increase") for t in max_increase or []] + [ChangeGate.parse(t, "max_decrease") for t in max_decrease or []]
     plain = [Gate.parse(t) for t in fail_if or []]
     a, b = load_full_report(run_a), load_full_report(run_b)
@@ -169,4 +172,5 @@ def compare_runs(run_a: str | Path, run_b: str | Path, max_increase: list[str] |
     results = evaluate_changes(a, b, gates)
     for r in evaluate(b, plain):
         results.append(dict(r, kind="fail_if"))
-    return {"run_a": str(run_a), "run_b": str(run_b), "figures": figure_changes(a, b), "mismatch": mismatch, "gates": results}
+    return {"run_a": str(run_a), "run_b": str(run_b), "figures": figure_changes(a, b), "mismatch": mismatch, "gates": results,
+            "mean_difference": mean_difference(a["mccs"], b["mccs"])}

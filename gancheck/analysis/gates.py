@@ -58,6 +58,8 @@ def evaluate(report: dict, gates: list[Gate], allow_inconclusive: bool = False) 
                         "margin": 1.0, "failed": True, "reason": "; ".join(degenerate.get("reasons", []))})
     for gate in gates:
         value = lookup(report, gate.key)
+        if isinstance(value, list):
+            value = len(value)  # a list gates on its length: --fail-if 'flagged>0'
         if value is None:
             value = float("inf")
         if not isinstance(value, (int, float)):

@@ -47,10 +47,10 @@ def sampling_settled(report: dict) -> tuple[bool | None, str]:
 def held_out_text(w: dict) -> str:
     """The worst mode's share re-measured on the held-out anchors, with its interval (the collection
     count chose the mode, so its own share is biased up; the interval belongs to this estimate)."""
-    ci = format_interval(w.get("neighbor_fraction_ci_low"), w.get("neighbor_fraction_ci_high"), share=True)
     k, m = w.get("held_out_neighbors"), w.get("held_out_anchors")
     if k is None or not m:
-        return f"Its share: {ci}"
+        return f"Its share: {format_interval(w.get('neighbor_fraction_ci_low'), w.get('neighbor_fraction_ci_high'), share=True)}"
+    ci = format_interval(w.get("share_ci_low"), w.get("share_ci_high"), share=True)
     return f"Re-measured on the {format_count(m)} other anchors: {format_count(k)} within r ({format_share(k / m)}, {ci})"
 
 

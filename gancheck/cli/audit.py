@@ -75,7 +75,7 @@ def _finish_sweep(table: dict, as_json: bool, show: bool, out: Path) -> None:
     if as_json:
         typer.echo(json.dumps(table, indent=2))
     elif show:
-        typer.echo(f"class sweep over input {table['input']}: ranked by mean MCCS, most collapsed first")
+        typer.echo(f"class sweep over input {table['input']}: ranked by mean MCCS (bias-corrected, 95% intervals), most collapsed first")
         for line in sweep_lines(table):
             typer.echo(line)
         typer.echo(f"report: {out / 'report.html'}")
@@ -87,11 +87,18 @@ def _finish_sweep(table: dict, as_json: bool, show: bool, out: Path) -> None:
 
 
 def sweep_lines(table: dict) -> list[str]:
-    """One line per class, most collapsed first, in gancheck.formatting' one rule."""
+    """One line per class, most collapsed first, then the flagged classes and the notes."""
     lines = []
     for label in table["ranking"]:
         r = table["classes"][label]
         m, w = r["mccs"], r["worst_mode"]
-        lines.append(f"  {r['rank']:>3}. class {label:<8} mean {num(m['mean'])} [{num(m['mean_ci_low'])}, {num(m['mean_ci_high'])}]"
+        ranks = r.get("rank_ci")
+        within = f" (rank {ranks[0]}-{ranks[1]})" if ranks and ranks[0] != ranks[1] else ""
+        lines.append(f"  {r['rank']:>3}. class {label:<8}{within} mean {num(m['mean'])} [{num(m['mean_ci_low'])}, {num(m['mean_ci_high'])}]"
                      f"  sigma {num(m['std'])}  worst mode {num(w['mccs'])} ({format_share(w['neighbor_fraction'])} of samples)")
+    flagged = table.get("flagged") or []
+    lines.append("  flagged (mean MCCS above the other classes' median, BH q < 0.05): "
+                 + (", ".join(f"class {f['label']} (+{num(f['difference'])}, q = {num(f['q_value'])})" for f in flagged) or "none"))
+    lines += [f"  note, class {label}: {table['classes'][label]['mccs']['ci_note']}" for label in table["ranking"]
+              if table["classes"][label]["mccs"].get("ci_note")]
     return lines

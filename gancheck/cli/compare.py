@@ -84,4 +84,8 @@ def _table_lines(result: dict) -> list[str]:
     widths = [max(len(row[i]) for row in rows) for i in range(5)]
     out = [f"A: {result['run_a']}", f"B: {result['run_b']}"]
     out += ["  ".join(cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths))) for row in rows]
+    d = result.get("mean_difference")
+    if d is not None:
+        out.append(f"mean MCCS B - A: {format_change(d['difference'])} (95% CI {format_number(d['ci_low'])} to {format_number(d['ci_high'])}); "
+                   f"B collapses more than A: {'yes' if d['b_worse'] else 'not shown'} (one-sided p = {format_number(d['p_value'])})")
     return out

@@ -327,6 +327,12 @@ def _images(source, indices: list[int]) -> dict | str:
         return f"Images could not be regenerated ({type(exc).__name__}: {exc}); keep the generator at the path in manifest.json to see them."
 
 
+def _raw(mc: dict) -> str:
+    """The Eq. 8 mean of this collection, beside the bias-corrected mu, when they differ."""
+    raw = mc.get("mean_raw")
+    return f"; {format_number(raw)} on this collection before the bias correction" if raw is not None and raw != mc["mean"] else ""
+
+
 def _cards(rep: dict) -> list[str]:
     w, mc, div, sp = rep["worst_mode"], rep["mccs"], rep.get("diversity", {}), rep.get("spatial", {})
     m = div.get("vendi_samples", 0)
@@ -339,8 +345,9 @@ def _cards(rep: dict) -> list[str]:
                        "No two draws were the same identity: the generator has at least the lower bound's identities.")
     p = sp.get("p_value")
     cards = [
-        _card("MCCS mean mu", format_number(mc["mean"]), format_interval(mc.get("mean_ci_low"), mc.get("mean_ci_high")),
-              "A random anchor's collapse score: near 0 when no other sample is its identity, higher the more samples repeat it.", "mccs.mean", "number"),
+        _card("MCCS mean mu", format_number(mc["mean"]), format_interval(mc.get("mean_ci_low"), mc.get("mean_ci_high")) + _raw(mc),
+              "A random anchor's collapse score: near 0 when no other sample is its identity, higher the more samples repeat it."
+              + (f" Note: {mc['ci_note']}." if mc.get("ci_note") else ""), "mccs.mean", "number"),
         _card("MCCS std sigma", format_number(mc["std"]), format_interval(mc.get("std_ci_low"), mc.get("std_ci_high")),
               "How much the score varies between anchors: a few collapsed identities among many fine ones make it large.", "mccs.std", "number"),
         _card("worst mode MCCS(I_w)", format_number(w["mccs"]), f"sample {w['sample_index']}",

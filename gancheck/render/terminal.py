@@ -27,15 +27,14 @@ def final_line(report: dict, html: Path, elapsed: str) -> str:
 
 def summary_rows(report: dict) -> list[tuple[str, str]]:
     w, mc = report["worst_mode"], report["mccs"]
-    rows = [(f"MCCS mean mu (form: {report['mccs_form']}, {report['mccs_formula']})", format_number(mc["mean"]))]
-    if mc.get("mean_ci_low") is not None:
-        rows.append(("MCCS mean mu, bootstrap interval", format_interval(mc["mean_ci_low"], mc["mean_ci_high"])))
-    rows += [("MCCS std sigma (sample)", format_number(mc["std"])), ("worst mode MCCS(I_w)", format_number(w["mccs"])),
+    rows = [(f"MCCS mean mu (form: {report['mccs_form']}, {report['mccs_formula']})", _with_interval(mc, "mean"))]
+    if mc.get("mean_raw") is not None and mc["mean_raw"] != mc["mean"]:
+        rows.append(("MCCS mean on this collection, before the bias correction", format_number(mc["mean_raw"])))
+    rows += [("MCCS std sigma", _with_interval(mc, "std")), ("worst mode MCCS(I_w)", format_number(w["mccs"])),
              ("worst mode neighbours within r", f"{format_count(w['neighbors'])} ({format_share(w['neighbor_fraction'])})")]
-    if w.get("neighbor_fraction_ci_low") is not None:
-        k, m = w.get("held_out_neighbors"), w.get("held_out_anchors")
-        held = f"{format_share(k / m)}, " if k is not None and m else ""
-        rows.append(("worst mode share on the other anchors", held + format_interval(w["neighbor_fraction_ci_low"], w["neighbor_fraction_ci_high"], share=True)))
+    if w.get("share_ci_low") is not None:
+        rows.append(("worst mode share on the other anchors",
+                     f"{format_share(w['held_out_fraction'])} ({format_interval(w['share_ci_low'], w['share_ci_high'], share=True)})"))
     rows += [("worst mode sample index", str(w["sample_index"])),
              ("theta / r (normalised angular distance)", f"{format_number(report['theta'])} / {format_number(report['radius'])}")]
     if report.get("skipped_nan"):
@@ -44,6 +43,14 @@ def summary_rows(report: dict) -> list[tuple[str, str]]:
     if nf.get("count"):
         rows.append(("images with no face", f"{format_count(nf['count'])} ({format_share(nf['rate'])}, {nf['policy']}d)"))
     return rows
+
+
+def _with_interval(mc: dict, key: str) -> str:
+    """``0.213 (95% CI 0.201 to 0.226)``: a figure with the interval of the same quantity."""
+    value = format_number(mc[key])
+    if mc.get(f"{key}_ci_low") is None:
+        return value
+    return f"{value} ({format_interval(mc[f'{key}_ci_low'], mc[f'{key}_ci_high'])})"
 
 
 def render_summary(report: dict, out: Path) -> None:
@@ -62,6 +69,8 @@ def render_summary(report: dict, out: Path) -> None:
         modes.add_row(str(m["rank"]), str(m["sample_index"]), format_count(m["neighbors"]), format_share(m["neighbor_fraction"]), format_number(m["mccs"]))
     console = Console()
     console.print(table)
+    if report["mccs"].get("ci_note"):
+        console.print(f"note: {report['mccs']['ci_note']}", style="yellow", highlight=False, markup=False)
     console.print(modes)
     v = report.get("verdict")
     if v:

@@ -3,7 +3,7 @@ runs one sub-run per value of the conditioning input ``NAME``, with the same see
 latents) and embedder, and ranks the classes by how much they collapse.
 
 Layout: ``OUT/class-LABEL/`` is each class's ordinary run directory; ``OUT/sweep.json`` holds the
-table (:func:`sweep_table`) that gates and report pages read.
+table (:func:`gancheck.analysis.ranking.sweep_table`) that gates and report pages read.
 """
 
 from __future__ import annotations
@@ -40,31 +40,3 @@ def parse_sweep(spec: str) -> tuple[str, list[SweepValue]]:
     if len(values) < 2 or len(set(values)) != len(values):
         raise GancheckError(f"--sweep {spec!r} needs at least 2 distinct values; {hint}")
     return name.strip(), [SweepValue(v.replace("/", "_"), v) for v in values]
-
-
-def class_row(label: str, value: str, report: dict) -> dict:
-    """One row of the sweep table from a class's report.json."""
-    mccs, worst = report["mccs"], report["worst_mode"]
-    return {
-        "label": label, "value": value, "n_samples": report.get("n_samples"),
-        "mccs": {k: mccs.get(k) for k in ("mean", "std", "mean_ci_low", "mean_ci_high", "std_ci_low", "std_ci_high")},
-        "worst_mode": {k: worst.get(k) for k in ("mccs", "neighbor_fraction", "neighbor_fraction_ci_low", "neighbor_fraction_ci_high", "sample_index")},
-    }
-
-
-def sweep_table(name: str, rows: list[dict]) -> dict:
-    """Classes ranked by mean MCCS (most collapsed first), plus ``max_class``: every figure's largest
-    value over the classes, and ``min_class``, the smallest, for gates such as ``max_class.mccs.mean>0.3``."""
-    ranked = sorted(rows, key=lambda r: (-r["mccs"]["mean"], r["label"]))
-    for i, row in enumerate(ranked, 1):
-        row["rank"] = i
-    extreme = {}
-    for which, pick in (("max_class", max), ("min_class", min)):
-        extreme[which] = {group: {key: pick((r[group][key] for r in rows if r[group][key] is not None), default=None)
-                                  for key in rows[0][group]} for group in ("mccs", "worst_mode")}
-    # Two classes differ when their mean's confidence intervals do not overlap.
-    top = ranked[0]["mccs"]
-    apart = [r["label"] for r in ranked[1:] if r["mccs"]["mean_ci_high"] is not None and top["mean_ci_low"] is not None
-             and r["mccs"]["mean_ci_high"] < top["mean_ci_low"]]
-    return {"kind": "sweep", "input": name, "classes": {r["label"]: r for r in rows}, "ranking": [r["label"] for r in ranked],
-            "most_collapsed": ranked[0]["label"], "clearly_below_most_collapsed": apart, **extreme}
