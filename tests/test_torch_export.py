@@ -170,6 +170,8 @@ def test_a_file_that_is_no_generator_says_what_it_is_and_which_formats_are_read(
         warnings.filterwarnings("ignore", r"`torch\.jit\.(script|save)` is deprecated", DeprecationWarning)
         torch.jit.save(torch.jit.script(Tiny()), scripted)
     one_line_error(scripted, r"is a TorchScript archive \(torch.jit.save\), not a torch.export program")
+    (tmp_path / "weights.pt").write_bytes(weights.read_bytes())  # the TorchScript suffix: the same answer
+    one_line_error(tmp_path / "weights.pt", r"weights.pt is a torch.save pickle .*, not a TorchScript file; gancheck reads torch.export")
     (tmp_path / "empty.pt2").write_bytes(b"")
     one_line_error(tmp_path / "empty.pt2", r"is an empty file, not a torch.export program")
     other = tmp_path / "weights.bin"

@@ -100,8 +100,10 @@ class Pt2Generator(LatentSource):
 
     def _check_schema(self) -> None:
         """A program saved by a newer torch (a newer export schema) is refused before torch fails on it."""
-        from torch._export.serde.schema import SCHEMA_VERSION
-
+        try:
+            from torch._export.serde.schema import SCHEMA_VERSION
+        except ImportError:  # a private module: without it, torch.export.load's own error has to do
+            return
         text = _entry(self.path, "/models/model.json")
         saved = json.loads(text) if text else {}
         version = saved.get("schema_version") or {}
