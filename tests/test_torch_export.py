@@ -103,6 +103,12 @@ def test_both_kinds_give_the_onnx_images_whatever_the_batch_size(files, kind):
         np.testing.assert_allclose(images_of(files[kind], batch_size=batch_size), ref, atol=1e-5)
 
 
+def test_a_program_exported_for_a_fixed_batch_is_padded(files, tmp_path):
+    export(Tiny(), (torch.zeros(4, LATENT, 1, 1),), tmp_path / "fixed.pt2", dynamic=False)
+    assert load_generator(str(tmp_path / "fixed.pt2")).fixed_batch == 4
+    np.testing.assert_allclose(images_of(tmp_path / "fixed.pt2", batch_size=7), images_of(files["onnx"]), atol=1e-5)
+
+
 def test_program_and_package_are_told_apart_by_contents_not_suffix(files, tmp_path):
     program, package = load_generator(str(files["program"])), load_generator(str(files["aoti"]))
     assert (program.format_kind, program.latent_name, program.fixed_batch) == ("program", "z", None)

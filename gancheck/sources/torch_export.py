@@ -33,11 +33,13 @@ _AOTI_DTYPES = {"float32": np.float32, "float64": np.float64, "float16": np.floa
 
 @dataclass(frozen=True)
 class Port:
-    """One tensor input: its name, numpy dtype (None: not a plain dtype) and shape (None: dynamic size)."""
+    """One tensor input: its name, numpy dtype (None: not a plain dtype), shape (None: a dynamic
+    size) and the least and largest (None: unbounded) size of a dynamic batch axis."""
 
     name: str
     dtype: type | None
     shape: list
+    batch: tuple[int, int | None] = (1, None)
 
 
 def _entry(path: Path, suffix: str) -> str | None:
@@ -46,14 +48,15 @@ def _entry(path: Path, suffix: str) -> str | None:
         return None if name is None else archive.read(name).decode("utf-8", "replace")
 
 
-def _batch_bounds(shape: list, bounds: tuple[int, int | None], path: Path) -> tuple[int | None, int, int | None]:
-    """(fixed batch or None, least batch, largest batch or None) of a latent input of ``shape``."""
+def _batch_bounds(latent: Port, path: Path) -> tuple[int | None, int, int | None]:
+    """(fixed batch or None, least batch, largest batch or None) of the latent input."""
+    shape = latent.shape
     if len(shape) < 2 or any(s is None for s in shape[1:]):
-        raise GancheckError(f"the input of {path} has shape {['N' if s is None else s for s in shape]}, which is not a latent batch; "
+        raise GancheckError(f"the input {latent.name!r} of {path} has shape {['N' if s is None else s for s in shape]}, which is not a latent batch; "
                             "a generator's latent input must be (N, d) or (N, d, 1, 1) with fixed sizes after the batch axis (export it so)")
     if shape[0] is not None:
         return int(shape[0]), int(shape[0]), int(shape[0])
-    return None, max(1, bounds[0]), bounds[1]
+    return None, max(1, latent.batch[0]), latent.batch[1]
 
 
 @register("pt2")
@@ -77,11 +80,8 @@ class Pt2Generator(LatentSource):
         if threads:
             torch.set_num_threads(int(threads))  # process-wide, as onnxruntime's intra-op threads are per session
         given = dict(inputs or {})
-        if self.format_kind == "aoti":
-            ports, bounds = self._open_package(device, given, latent_input)
-        else:
-            ports, bounds = self._open_program(device)
-        self._plan(ports, bounds, given, latent_input, prior, truncation)
+        ports = self._open_package(device, given, latent_input) if self.format_kind == "aoti" else self._open_program(device)
+        self._plan(ports, given, latent_input, prior, truncation)
 
     # -- opening ---------------------------------------------------------------------------------
 
@@ -96,7 +96,7 @@ class Pt2Generator(LatentSource):
         if self.device.type != "cpu":
             program = torch.export.passes.move_to_device_pass(program, self.device)
         self.run = program.module()
-        return program_ports(torch, program, self.path)
+        return program_ports(torch, program)
 
     def _check_schema(self) -> None:
         """A program saved by a newer torch (a newer export schema) is refused before torch fails on it."""
@@ -126,17 +126,17 @@ class Pt2Generator(LatentSource):
             raise GancheckError(f"{self.path} is an AOTInductor package compiled for {compiled_for}, but --device {device} was asked for; "
                                 f"use --device {compiled_for} or compile the package for {device}")
         self.device = torch.device(compiled_for)
-        ports, bounds = package_ports(_entry(self.path, ".wrapper.cpp"), self.path)
+        ports = package_ports(_entry(self.path, ".wrapper.cpp"), self.path)
         try:
             self.run = torch._inductor.aoti_load_package(str(self.path))
         except Exception as exc:
             raise GancheckError(f"{self.path} is not a loadable AOTInductor package ({_first_line(exc)}); "
                                 "compile it again with this torch's aoti_compile_and_package") from None
-        return ports, bounds
+        return ports
 
     # -- inputs ----------------------------------------------------------------------------------
 
-    def _plan(self, ports: list[Port], bounds: tuple, given: dict, latent_input, prior: str, truncation: float) -> None:
+    def _plan(self, ports: list[Port], given: dict, latent_input, prior: str, truncation: float) -> None:
         by_name = {p.name: p for p in ports}
         unknown = sorted(set(given) - set(by_name))
         if unknown:
@@ -148,7 +148,7 @@ class Pt2Generator(LatentSource):
         if latent.dtype not in _FLOATS:
             raise GancheckError(f"the input {latent.name!r} of {self.path} is not floating point, so not a latent batch; "
                                 "export the generator with its latent as a float input (or pick one with --latent-input)")
-        self.fixed_batch, self.least_batch, self.most_batch = _batch_bounds(latent.shape, bounds, self.path)
+        self.fixed_batch, self.least_batch, self.most_batch = _batch_bounds(latent, self.path)
         missing = sorted(set(by_name) - set(given) - {self.latent_name})
         if missing:
             raise GancheckError(f"{self.path} has inputs {', '.join(missing)} besides the latent {self.latent_name!r}; "
@@ -214,12 +214,12 @@ def _guess_latent(ports: list[Port], given: dict, path: Path) -> str:
     raise GancheckError(f"{path} has no floating-point input, so no latent batch (inputs: {kinds}); export the generator with a float latent input")
 
 
-def program_ports(torch, program, path: Path) -> tuple[list[Port], tuple[int, int | None]]:
-    """The user inputs of an ExportedProgram and the batch bounds of its first dynamic size."""
+def program_ports(torch, program) -> list[Port]:
+    """The user inputs of an ExportedProgram, with the range the program guards of each dynamic batch axis."""
     from torch.export.graph_signature import InputKind
 
     values = {n.name: n.meta.get("val") for n in program.graph.nodes if n.op == "placeholder"}
-    ports, bounds = [], (1, None)
+    ports = []
     for spec in program.graph_signature.input_specs:
         if spec.kind != InputKind.USER_INPUT:
             continue
@@ -229,12 +229,13 @@ def program_ports(torch, program, path: Path) -> tuple[list[Port], tuple[int, in
             ports.append(Port(name, None, []))
             continue
         shape = [int(s) if isinstance(s, int) else None for s in value.shape]
-        if shape and shape[0] is None and not ports:  # the batch axis's range, as the program guards it
+        batch = (1, None)
+        if shape and shape[0] is None:
             rc = program.range_constraints.get(value.shape[0].node.expr)
             upper = int(rc.upper) if rc is not None and getattr(rc.upper, "is_Integer", False) else None  # int_oo: unbounded
-            bounds = (int(rc.lower) if rc is not None else 1, upper)
-        ports.append(Port(name, _numpy_dtype(torch, value.dtype), shape))
-    return ports, bounds
+            batch = (int(rc.lower) if rc is not None else 1, upper)
+        ports.append(Port(name, _numpy_dtype(torch, value.dtype), shape, batch))
+    return ports
 
 
 def _numpy_dtype(torch, dtype):
@@ -247,7 +248,7 @@ def _numpy_dtype(torch, dtype):
 _CHECK = re.compile(r"ConstantHandle (\w+) = ConstantHandle\(input_handles\[(\d+)\]\)")
 
 
-def package_ports(wrapper: str | None, path: Path) -> tuple[list[Port], tuple[int, int | None]]:
+def package_ports(wrapper: str | None, path: Path) -> list[Port]:
     """The one input of an AOTInductor package, read from the input checks of its wrapper source."""
     if not wrapper:
         raise GancheckError(f"cannot read the input of the AOTInductor package {path}: its wrapper source is not in the package; "
@@ -265,5 +266,5 @@ def package_ports(wrapper: str | None, path: Path) -> tuple[list[Port], tuple[in
     shape = [int(s[:-1]) if re.fullmatch(r"\d+L", s) else None for s in (t.strip() for t in sizes.group(1).split(","))]
     least = re.search(rf"if \({arg}_size\[0\] < (\d+)\)", wrapper)
     most = re.search(rf"if \({arg}_size\[0\] > (\d+)\)", wrapper)
-    bounds = (int(least.group(1)) if least else 1, int(most.group(1)) if most else None)
-    return [Port("input", _AOTI_DTYPES.get(dtype.group(1)), shape)], bounds
+    batch = (int(least.group(1)) if least else 1, int(most.group(1)) if most else None)
+    return [Port("input", _AOTI_DTYPES.get(dtype.group(1)), shape, batch)]
