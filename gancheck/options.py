@@ -94,7 +94,7 @@ AUDIT_OPTIONS: dict[str, Option] = {o.name: o for o in [
     Option('truncation', ('--truncation',), 2.0, 'T', 'float', 'generator',
            help='The bound t of the uniform and truncnormal priors, in latent units (standard deviations).'),
     Option('latent_input', ('--latent-input',), None, 'NAME', 'str', 'generator',
-           help='ONNX input that takes the latent (default: guessed from names and types).'),
+           help='ONNX or torch.export program input that takes the latent (default: guessed from names and types).'),
     Option('latent_shape', ('--latent-shape',), None, 'SHAPE', 'str', 'generator',
            help='Latent shape for TorchScript/callable generators, e.g. 512 or 100,1,1.'),
     Option('inputs', ('--input',), None, 'NAME=VALUE', 'list', 'generator',

@@ -78,6 +78,8 @@ def test_extra_inputs_get_fixed_values(tmp_path):
     assert load_generator(path, inputs={"label": "3", "psi": "0.7"}).latent_name == "z"
 
 
+# torch 2.13 deprecates TorchScript; this test makes a TorchScript file on purpose (docs/sources.md).
+@pytest.mark.filterwarnings(r"ignore:`torch\.jit\.(script|save)` is deprecated:DeprecationWarning")
 def test_torchscript_and_callable_generators_match_onnx(tmp_path, monkeypatch):
     torch = pytest.importorskip("torch")
     onnx_path = build_planted_generator(tmp_path / "g.onnx")

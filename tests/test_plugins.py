@@ -213,6 +213,8 @@ def test_each_builtin_spec_goes_to_its_source_whatever_the_registration_order(re
         (str(tmp_path / "weird.pt"), {}, "folder"),
         (DEMO, {}, "onnx"),
         ("missing.ONNX", {}, "onnx"),
+        ("g.pt2", {}, "pt2"),
+        ("missing.PT2", {}, "pt2"),
         ("g.pt", {}, "torchscript"),
         ("g.torchscript", {}, "torchscript"),
         ("gancheck.api:audit", {}, "callable"),
@@ -228,7 +230,7 @@ def test_an_existing_file_no_source_reads_is_named_for_what_it_is_not(tmp_path):
     with pytest.raises(GancheckError) as err:
         load_generator(str(weights))
     message = str(err.value)
-    assert message.startswith(f"{weights} is neither an ONNX file nor a TorchScript file; formats read: an ONNX file (.onnx)")
+    assert message.startswith(f"{weights} is neither an ONNX file, a PyTorch 2 file nor a TorchScript file; formats read: an ONNX file (.onnx)")
     assert "not found" not in message and "\n" not in message
     with pytest.raises(GancheckError, match="generator not found: .*nope.bin"):
         load_generator(str(tmp_path / "nope.bin"))

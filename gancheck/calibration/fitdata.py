@@ -97,7 +97,7 @@ def load_fit_data(run_dir: str | Path, modes: int = 1, r0: float | None = None, 
         raise GancheckError(f"{run_dir} audits an already calibrated sampler; calibrate a run of the plain generator (gancheck audit without --calibrator)")
     prior = getattr(source, "latent_prior", None)
     if prior is None:
-        raise GancheckError(f"{run_dir} audits a folder of images; calibration needs a latent generator (.onnx, TorchScript or a Python callable)")
+        raise GancheckError(f"{run_dir} audits a folder of images; calibration needs a latent generator (.onnx, .pt2, TorchScript or a Python callable)")
     recorded, current = manifest.get("generator", {}).get("sha256"), source.describe().get("sha256")
     if recorded and current and recorded != current:
         raise GancheckError(f"the generator file {cfg['generator']} changed since the audit in {run_dir}; re-run the audit, then calibrate")

@@ -21,7 +21,7 @@ from gancheck.render.terminal import final_line, render_summary
 
 
 GENERATOR = inspect.Parameter("generator", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=str, default=typer.Argument(
-    ..., metavar="GENERATOR", help="The generator: an .onnx file, a TorchScript file (.pt), a Python callable package.module:attr, a folder of its images, an inference server's http(s)://HOST:PORT/v2/models/NAME, a JSON service URL with --request-template, or 'cmd:PROGRAM ARGS' (docs/sources.md)."))
+    ..., metavar="GENERATOR", help="The generator: an .onnx file, a PyTorch 2 file (.pt2: torch.export program or AOTInductor package), a TorchScript file (.pt), a Python callable package.module:attr, a folder of its images, an inference server's http(s)://HOST:PORT/v2/models/NAME, a JSON service URL with --request-template, or 'cmd:PROGRAM ARGS' (docs/sources.md)."))
 #: the options on the command line, in --help's order (every declared option but the API-only ones)
 CLI_OPTIONS = [o for name, o in AUDIT_OPTIONS.items() if name not in API_ONLY]
 

@@ -142,7 +142,7 @@ def _delta(before, after) -> str:
 
 
 def sample(
-    generator: str = typer.Argument(..., metavar="GENERATOR", help="The generator: an .onnx file, a TorchScript file (.pt) or a Python callable package.module:attr."),
+    generator: str = typer.Argument(..., metavar="GENERATOR", help="The generator: an .onnx file, a PyTorch 2 file (.pt2), a TorchScript file (.pt) or a Python callable package.module:attr."),
     calibrator: Optional[Path] = typer.Option(None, "--calibrator", metavar="FILE", show_default="the plain prior", help="Draw latents with this calibrator (from `gancheck calibrate`)."),
     n: str = typer.Option("64", "--n", metavar="N", help="Number of images (sample indices 0..n-1)."),
     out: Path = typer.Option(Path("samples.png"), "--out", metavar="FILE", help="PNG file for the grid of images."),

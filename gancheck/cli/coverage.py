@@ -16,7 +16,7 @@ from gancheck.cli.progress import Reporter, choose_mode
 
 
 def coverage(
-    generator: str = typer.Argument(..., metavar="GENERATOR", help="The generator: an .onnx file, a TorchScript file (.pt), a Python callable package.module:attr, or a folder of its images."),
+    generator: str = typer.Argument(..., metavar="GENERATOR", help="The generator: an .onnx file, a PyTorch 2 file (.pt2: torch.export program or AOTInductor package), a TorchScript file (.pt), a Python callable package.module:attr, or a folder of its images."),
     reference: Path = typer.Option(..., "--reference", metavar="DIR", help="Folder of real images (PNG/JPEG/WebP, searched recursively) the generator should cover."),
     n: str = typer.Option("1e4", "--n", metavar="N", help="Generated images to compare; accepts 1e4-style numbers."),
     seed: int = typer.Option(0, "--seed", metavar="SEED", help="Seed of the latents and of the K-means binning."),

@@ -23,6 +23,7 @@ from typing import Callable
 from gancheck.errors import GancheckError
 from gancheck.options import AUDIT_OPTIONS
 from gancheck.sources.base import SOURCES, Source
+from gancheck.sources.torch_files import pt2_kind, what_file
 
 V2_MODEL_URL = re.compile(r"^https?://[^/]+(/.*)?/v2/models/[^/]+(/versions/[^/]+)?/?$")
 URL = re.compile(r"^https?://")
@@ -60,6 +61,9 @@ CLAIMS: tuple[Claim, ...] = (
     Claim("json", "any other http(s):// URL", lambda spec, o: bool(URL.match(spec))),
     Claim("folder", "an existing directory", lambda spec, o: Path(spec).is_dir()),
     Claim("onnx", "a path ending in .onnx", lambda spec, o: spec.lower().endswith(".onnx")),
+    # By contents as well as suffix: torch.export.save writes any name it is given (model.pt too).
+    Claim("pt2", "a path ending in .pt2, or any file that is a PyTorch 2 archive",
+          lambda spec, o: Path(spec).suffix.lower() == ".pt2" or pt2_kind(spec) is not None),
     Claim("torchscript", f"a path ending in {', '.join(TORCHSCRIPT_SUFFIXES)}",
           lambda spec, o: Path(spec).suffix.lower() in TORCHSCRIPT_SUFFIXES),
     Claim("callable", "package.module:attr whose package can be found",
@@ -73,12 +77,13 @@ KINDS: dict[str, tuple[str, str]] = {
     "oip": ("an inference server model", "inference server models"),
     "folder": ("a folder of images", "folders of images"),
     "onnx": ("an ONNX file", "ONNX files"),
+    "pt2": ("a PyTorch 2 file", "PyTorch 2 files (.pt2)"),
     "torchscript": ("a TorchScript file", "TorchScript files"),
     "callable": ("a Python callable", "Python callables"),
 }
 
 #: The formats read, as the error for a spec no source claims lists them.
-FORMATS = ("an ONNX file (.onnx)", f"a TorchScript file ({'/'.join(TORCHSCRIPT_SUFFIXES)})", "a folder of images",
+FORMATS = ("an ONNX file (.onnx)", "a torch.export program or AOTInductor package (.pt2)", f"a TorchScript file ({'/'.join(TORCHSCRIPT_SUFFIXES)})", "a folder of images",
            "a Python callable (package.module:attr)", "an inference server model (http(s)://HOST/v2/models/NAME)",
            "a JSON service (http(s)://... with --request-template)", "a program (cmd:PROGRAM ARGS)")
 
@@ -86,7 +91,7 @@ FORMATS = ("an ONNX file (.onnx)", f"a TorchScript file ({'/'.join(TORCHSCRIPT_S
 GROUPS: tuple[tuple[frozenset, str], ...] = (
     (frozenset({"oip", "json"}), "HTTP generators"),
     (frozenset({"cmd", "oip", "json"}), "generators reached over HTTP or run as a program"),
-    (frozenset({"cmd", "oip", "json", "onnx", "torchscript", "callable"}), "generators with latents"),
+    (frozenset({"cmd", "oip", "json", "onnx", "pt2", "torchscript", "callable"}), "generators with latents"),
 )
 
 #: Settings of the run as a whole, which every caller passes: each source that takes one gets it,
@@ -170,8 +175,10 @@ def _unclaimed(spec: str) -> str:
         formats += f", and through plug-ins: {', '.join(plugins)}"
     path = Path(spec)
     if path.is_file():
-        also = " nor a format a plug-in reads" if plugins else ""
-        return f"{spec} is neither an ONNX file nor a TorchScript file{also}; formats read: {formats}"
+        also = ", nor a format a plug-in reads" if plugins else ""
+        what = what_file(path)
+        it = f" (it is {what})" if what else ""
+        return f"{spec} is neither an ONNX file, a PyTorch 2 file nor a TorchScript file{also}{it}; formats read: {formats}"
     if path.exists():
         return f"{spec} is neither a file nor a folder; formats read: {formats}"
     return f"generator not found: {spec} (formats read: {formats})"

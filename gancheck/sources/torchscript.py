@@ -1,9 +1,10 @@
-"""A TorchScript generator (``torch.jit.save`` file); needs the ``torch`` extra."""
+"""A TorchScript generator (``torch.jit.save`` file); needs the ``torch`` extra. torch 2.9+
+deprecates TorchScript in favour of ``torch.export`` (:mod:`gancheck.sources.torch_export`); its
+files are still read."""
 
 from __future__ import annotations
 
 import warnings
-import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +13,7 @@ from gancheck.errors import GancheckError
 from gancheck.sources.base import LatentSource, register
 from gancheck.sources.latents import LatentPrior
 from gancheck.files import file_sha256
+from gancheck.sources.torch_files import READ, what_file
 
 _SHAPE_ATTRS = ("latent_shape", "z_shape", "latent_dim", "z_dim", "nz")
 
@@ -51,8 +53,9 @@ class TorchScriptGenerator(LatentSource):
         if not self.path.is_file():
             raise GancheckError(f"generator file not found: {self.path} (check the path)")
         torch = import_torch()
-        if not zipfile.is_zipfile(self.path):
-            raise GancheckError(f"{self.path} is not a TorchScript file (save the generator with torch.jit.save, or export it to ONNX)")
+        what = what_file(self.path)
+        if what is None or "TorchScript" not in what:  # say what it is instead: a torch.save pickle is the usual one
+            raise GancheckError(f"{self.path} is {what or 'no zip archive'}, not a TorchScript file; {READ}")
         self.torch = torch
         self.device = torch_device(torch, device)
         try:
