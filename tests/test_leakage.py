@@ -17,8 +17,8 @@ sys.path.insert(0, str(Path(__file__).parent / "fixtures"))
 import gancheck  # noqa: E402
 from conftest import run_cli  # noqa: E402
 
-from gancheck.analysis.leakage import (detection_limit, distance_test, equalise, excess_p_value, nearest, newcombe_paired,  # noqa: E402
-                                       paired_counts)
+from gancheck.analysis.leakage import (detection_limit, equalise, label_permutations, nearest, newcombe_paired,  # noqa: E402
+                                       paired_counts, permutation_p_values, pooled_neighbours, statistics)
 from gancheck.errors import GancheckError  # noqa: E402
 
 PIXEL = {"embedder": "pixel", "embedder_options": {"size": 8}, "theta": 0.05}
@@ -40,7 +40,7 @@ def _save(images: np.ndarray, folder: Path, prefix: str) -> list[str]:
 @pytest.fixture(scope="module")
 def bed(tmp_path_factory):
     """train/ (400), holdout/ (400), clean/ (500 private digits) and copying/ (480 private digits and
-    5 noisy copies of each of 4 training images: 4% copies)."""
+    20 noisy copies of training images, 4%: one image 5 times, 15 others once)."""
     from sklearn.datasets import load_digits
 
     root = tmp_path_factory.mktemp("leakage")
@@ -49,11 +49,11 @@ def bed(tmp_path_factory):
     train = _save(x[:400], root / "train", "t")
     _save(x[400:800], root / "holdout", "h")
     _save(x[800:1300], root / "clean", "c")
-    copied = [3, 50, 120, 333]
-    copies = np.clip(np.repeat(x[copied], 5, axis=0) + rng.normal(0, 0.03, (20, 8, 8)), 0, 1)
+    copied = list(range(0, 400, 25))
+    copies = np.clip(x[[0] * 4 + copied] + rng.normal(0, 0.02, (20, 8, 8)), 0, 1)
     _save(np.concatenate([x[800:1280], copies]), root / "copying", "g")
     return {"root": root, "train": root / "train", "holdout": root / "holdout", "clean": root / "clean",
-            "copying": root / "copying", "copied": sorted(train[i] for i in copied)}
+            "copying": root / "copying", "copied": sorted(train[i] for i in copied), "repeated": train[0]}
 
 
 @pytest.fixture(scope="module")
@@ -64,15 +64,16 @@ def leak(bed):
 
 def test_copying_generator_leaks_and_names_the_copied_images(leak, bed):
     result, out = leak
-    assert result["verdict"]["status"] == "leak" and result["excess_p_value"] < 1e-6
+    assert result["verdict"]["status"] == "leak" and result["excess_p_value"] == 1 / 1000  # the floor of 999 relabellings
     assert 0.025 <= result["excess_share"] <= 0.055
     assert result["excess_share_ci_low"] < 0.04 < result["excess_share_ci_high"]
     assert sorted(m["train_image"] for m in result["matches"]) == bed["copied"]
-    assert all(m["count"] == 5 and m["distance"] < 0.05 < m["holdout_distance"] for m in result["matches"])
+    assert result["matches"][0]["train_image"] == bed["repeated"] and result["matches"][0]["count"] == 5
+    assert all(m["count"] == 1 and m["distance"] < 0.05 < m["holdout_distance"] for m in result["matches"][1:])
     assert result["distance_p_value"] < 0.01 and "copy share of" in result["verdict"]["headline"]
     assert json.loads((out / "leakage.json").read_text())["excess_share"] == result["excess_share"]
     page = (out / "leakage.html").read_text()
-    assert "<svg" in page and bed["copied"][0] in page and page.count("data:image/png;base64,") == 3 * 4
+    assert "<svg" in page and bed["copied"][0] in page and page.count("data:image/png;base64,") == 3 * 12  # the gallery's 12 strongest
 
 
 def test_clean_generator_passes_on_the_command_line(bed, tmp_path):
@@ -95,12 +96,12 @@ def test_leak_and_failed_gates_exit_1_with_junit(bed, tmp_path):
 
 def test_audit_run_worst_mode_is_a_training_image(bed, tmp_path):
     run = tmp_path / "run"
-    gancheck.audit(str(bed["copying"]), out=run, n=400, anchors=100, embedder="pixel", embedder_options={"size": 8}, theta=0.05,
+    gancheck.audit(str(bed["copying"]), out=run, n=300, anchors=200, embedder="pixel", embedder_options={"size": 8}, theta=0.05,
                    radius=0.04, html=False)
     result = gancheck.leakage(str(bed["copying"]), bed["train"], bed["holdout"], n=N, run=run, theta=0.05)
     assert result["embedder"] == {"name": "pixel", "size": 8}  # the run's embedder
     worst = result["run"]["modes"][0]
-    assert worst["is_training_image"] and worst["train_image"] in bed["copied"]
+    assert worst["is_training_image"] and worst["train_image"] == bed["repeated"]
     assert result["run"]["sentence"].startswith(f"the worst-case mode (sample {worst['sample_index']}) is training image")
 
 
@@ -153,14 +154,29 @@ def test_paired_interval_and_tests_against_references():
     a, b = rng.random(200) < 0.3, rng.random(200) < 0.2
     both, only_a, only_b, neither = paired_counts(a, b)
     assert (both, only_a, only_b) == ((a & b).sum(), (a & ~b).sum(), (~a & b).sum())
-    assert excess_p_value(only_a, only_b) == pytest.approx(binomtest(only_a, only_a + only_b, 0.5, alternative="greater").pvalue)
-    # the signed-rank test against its exact null by enumeration of the 2^10 sign flips
-    dt, dh = rng.random(10), rng.random(10)
-    diff = dh - dt
-    ranks = np.argsort(np.argsort(np.abs(diff))) + 1
-    observed = ranks[diff > 0].sum()
-    signs = (np.arange(1024)[:, None] >> np.arange(10)) & 1
-    assert distance_test(dt, dh) == pytest.approx(np.mean((signs * ranks).sum(axis=1) >= observed))
+
+
+def test_permutation_p_values_against_brute_force():
+    """The relabelling test from each sample's 24 nearest pooled images equals the one from the full
+    distance matrix, and its signed-rank statistic is scipy's Wilcoxon W+ rescaled."""
+    from scipy.stats import wilcoxon
+
+    from gancheck.maths import pairwise_distance
+
+    rng = np.random.default_rng(5)
+    m, theta = 20, 0.3
+    pooled, gen = rng.standard_normal((2 * m, 6)), rng.standard_normal((30, 6))
+    gen[:4] = pooled[:4] + 0.01 * rng.standard_normal((4, 6))  # four copies of "training" images
+    idx, dist = pooled_neighbours(gen, pooled)
+    full = pairwise_distance(gen, pooled)
+    observed = statistics(full[:, :m].min(1), full[:, m:].min(1), theta)
+    higher = np.zeros(2)
+    for labels in label_permutations(m, 199, seed=7):
+        higher += np.asarray(statistics(full[:, labels].min(1), full[:, ~labels].min(1), theta)) >= np.asarray(observed) - 1e-12
+    assert permutation_p_values(observed, idx, dist, m, theta, 199, seed=7) == pytest.approx(tuple((1 + higher) / 200), abs=1e-12)
+    diff = full[:, m:].min(1) - full[:, :m].min(1)
+    w_plus = wilcoxon(diff, alternative="greater").statistic
+    assert observed[1] == pytest.approx((2 * w_plus - 30 * 31 / 2) / (30 * 31 / 2))
 
 
 def test_detection_limit_has_its_power():
