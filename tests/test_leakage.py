@@ -191,3 +191,25 @@ def test_detection_limit_has_its_power():
     only_h = (~copies & (rng.random((1000, n)) < base)).sum(axis=1)
     p = binom.sf(only_t - 1, only_t + only_h, 0.5)
     assert 0.9 <= np.mean(p < 0.01) <= 0.99, (limit, np.mean(p < 0.01))
+
+
+def test_page_renders_in_a_browser_without_overflow(leak):
+    """leakage.html in headless Chromium (as tests/test_report_browser.py): the curves and every
+    gallery image render, nothing scrolls sideways at a laptop's or a narrow window's width."""
+    playwright = pytest.importorskip("playwright.sync_api", reason="the browser test needs the playwright package (test extra)")
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        pytest.skip("no chromium on PATH (apt-get install chromium)")
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=["--no-sandbox", "--disable-gpu"])
+        for width in (1280, 760):
+            page = browser.new_page(viewport={"width": width, "height": 900})
+            page.goto((leak[1] / "leakage.html").resolve().as_uri())
+            images = page.eval_on_selector_all("img", "els => els.map(e => e.complete && e.naturalWidth >= 8 && e.getBoundingClientRect().width >= 8)")
+            assert len(images) == 3 * 12 and all(images)
+            box = page.locator("section#curves svg").bounding_box()
+            assert box["width"] > 300 and box["height"] > 100
+            assert page.locator("section#summary").inner_text().split()[:2] == ["Verdict", "leak"]
+            assert page.evaluate("document.documentElement.scrollWidth") <= page.evaluate("document.documentElement.clientWidth")
+            page.close()
+        browser.close()

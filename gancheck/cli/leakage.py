@@ -77,7 +77,7 @@ def summary_lines(result: dict, shown: int = 10) -> list[str]:
              f"within theta = {num(result['theta'])}: {format_share(result['train_share'])} of {format_count(result['n_generated'])} samples "
              f"match a training image, {format_share(result['holdout_share'])} a held-out one; distance test p = {result['distance_p_value']:.3g}"]
     for m in result["matches"][:shown]:
-        lines.append(f"  {m['train_image']}: matched by {format_count(m['count'])} samples (closest d = {num(m['distance'])}, sample {m['sample']}; "
+        lines.append(f"  {m['train_image']}: matched by {format_count(m['count'])} sample{'s' if m['count'] != 1 else ''} (closest d = {num(m['distance'])}, sample {m['sample']}; "
                      f"nearest held-out {m['holdout_image']} at {num(m['holdout_distance'])})")
     if len(result["matches"]) > shown:
         lines.append(f"  ... and {len(result['matches']) - shown} more matched training images (see leakage.json)")
