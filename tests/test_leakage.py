@@ -135,6 +135,11 @@ def test_nearest_is_the_brute_force_nearest():
     assert np.array_equal(idx, full.argmin(axis=1)) and np.allclose(d, full.min(axis=1), atol=1e-12)
     keep_t, keep_h = equalise(300, 120, seed=4)
     assert len(keep_t) == len(keep_h) == 120 and len(set(keep_t)) == 120 and np.array_equal(keep_h, np.arange(120))
+    from gancheck.analysis.leakage import leakage_statistics
+
+    train, holdout = rng.standard_normal((300, 12)), rng.standard_normal((120, 12))
+    stats = leakage_statistics(q, train, holdout, 0.3, [f"t{i}" for i in range(300)], [f"h{i}" for i in range(120)], permutations=99)
+    assert stats["n_compared"] == 120 and stats["equalised"].startswith("the training set was subsampled to 120 of its 300")
 
 
 def test_paired_interval_and_tests_against_references():

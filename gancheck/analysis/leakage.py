@@ -215,11 +215,11 @@ def strongest_matches(train_idx: np.ndarray, d_train: np.ndarray, holdout_idx: n
 def verdict(stats: dict, alpha: float = ALPHA) -> dict:
     """``leak`` when the excess is significant at ``alpha``, else ``pass``; one sentence with the
     detection limit."""
-    from gancheck.formatting import format_interval, format_share
+    from gancheck.formatting import format_interval, format_p, format_share
 
     leak = stats["excess_p_value"] < alpha
     ci = format_interval(stats["excess_share_ci_low"], stats["excess_share_ci_high"], share=True)
-    p = f"p = {stats['excess_p_value']:.3g}"
+    p = format_p(stats["excess_p_value"], stats["permutations"])
     limit = format_share(stats["detection_limit"])
     if leak:
         text = (f"leak: {format_share(stats['excess_share'])} more generated samples lie within theta of a training image than of a "
@@ -239,8 +239,10 @@ def leakage_statistics(generated: np.ndarray, train: np.ndarray, holdout: np.nda
     samples = np.arange(len(generated)) if samples is None else np.asarray(samples)
     keep_t, keep_h = equalise(len(train), len(holdout), seed)
     m = len(keep_t)
-    _, dt = nearest(generated, train[keep_t])
-    _, dh = nearest(generated, holdout[keep_h])
+    ti, dtf = nearest(generated, train)
+    hi, dhf = nearest(generated, holdout)
+    dt = dtf if m == len(train) else nearest(generated, train[keep_t])[1]  # the full search is the equalised one when nothing was left out
+    dh = dhf if m == len(holdout) else nearest(generated, holdout[keep_h])[1]
     both, only_t, only_h, neither = paired_counts(dt <= theta, dh <= theta)
     n = len(generated)
     diff, low, high = newcombe_paired(both, only_t, only_h, neither)
@@ -262,8 +264,6 @@ def leakage_statistics(generated: np.ndarray, train: np.ndarray, holdout: np.nda
                      "distance": "Wilcoxon signed-rank statistic of nearest held-out minus nearest training distance, one-sided, "
                                  "calibrated by the same label permutations",
                      "detection_limit": f"McNemar normal approximation (Connor 1987), one-sided alpha {alpha}, power {POWER}"}}
-    ti, dtf = nearest(generated, train)
-    hi, dhf = nearest(generated, holdout)
     out["matches"] = strongest_matches(ti, dtf, hi, dhf, theta, train_names, holdout_names, samples)
     out["verdict"] = verdict(out, alpha)
     return out

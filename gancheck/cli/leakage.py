@@ -13,7 +13,7 @@ from gancheck.analysis.gates import describe
 from gancheck.cli.common import (EXIT_GATE, INPUTS, LATENT_INPUT, LATENT_SHAPE, LAYOUT, PRIOR, TRUNCATION, VALUE_RANGE, finite,
                                  generator_options, parse_count, parse_pairs, positive, set_threads)
 from gancheck.cli.progress import Reporter, choose_mode
-from gancheck.formatting import format_count, format_number as num, format_share
+from gancheck.formatting import format_count, format_number as num, format_p, format_share
 
 
 def leakage(
@@ -75,7 +75,7 @@ def summary_lines(result: dict, shown: int = 10) -> list[str]:
     """The result in a few plain lines: the verdict, the shares, the strongest matches, the run's worst mode."""
     lines = [result["verdict"]["headline"],
              f"within theta = {num(result['theta'])}: {format_share(result['train_share'])} of {format_count(result['n_generated'])} samples "
-             f"match a training image, {format_share(result['holdout_share'])} a held-out one; distance test p = {result['distance_p_value']:.3g}"]
+             f"match a training image, {format_share(result['holdout_share'])} a held-out one; distance test {format_p(result['distance_p_value'], result['permutations'])}"]
     for m in result["matches"][:shown]:
         lines.append(f"  {m['train_image']}: matched by {format_count(m['count'])} sample{'s' if m['count'] != 1 else ''} (closest d = {num(m['distance'])}, sample {m['sample']}; "
                      f"nearest held-out {m['holdout_image']} at {num(m['holdout_distance'])})")

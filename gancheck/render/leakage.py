@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from gancheck.formatting import format_count, format_number as num, format_share
+from gancheck.formatting import format_count, format_number as num, format_p, format_share
 from gancheck.render.coverage import CSS, _e, _thumb, write_page
 
 PAGE_CSS = CSS + """
@@ -90,7 +90,7 @@ def render_leakage(result: dict, images: dict, train_dir: Path, holdout_dir: Pat
              f"<section id='summary'><h2>Verdict</h2><p class='big {v['status']}'>{_e(v['status'])}</p><p>{_e(v['headline'])}</p>"
              f"<p>Within theta = {num(result['theta'])}: {format_share(result['train_share'])} of {format_count(result['n_generated'])} "
              f"generated samples match a training image, {format_share(result['holdout_share'])} a held-out image. Distance test "
-             f"p = {result['distance_p_value']:.3g}.</p><p class='sub'>{_e(result['equalised'][:1].upper() + result['equalised'][1:])}. {_e(result['tests']['excess'])}; "
+             f"{format_p(result['distance_p_value'], result['permutations'])}.</p><p class='sub'>{_e(result['equalised'][:1].upper() + result['equalised'][1:])}. {_e(result['tests']['excess'])}; "
              f"{_e(result['tests']['distance'])}.</p></section>",
              f"<section id='curves'><h2>Share of generated samples within d of an image of each set</h2>{curves_svg(result['curve'], result['theta'])}"
              "<p class='sub'>Where the training curve rises above the held-out one, the generator is closer to its training images than "
