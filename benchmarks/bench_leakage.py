@@ -8,8 +8,9 @@ third (the other 797). The generator that copies nothing returns the private thi
 replaces a share c of it by noisy copies (Gaussian noise, sd 0.02) of distinct training images.
 Descriptors: pixel at 8 x 8; the statistics are gancheck.analysis.leakage.leakage_statistics, as the
 command computes them. Printed: the false-alarm rates of both tests at 1% and 5% (with their binomial
-tolerance), and per copy share the mean excess, the interval's coverage of the excess the copies
-make, the detection rate, and the detection limit.
+tolerance), and per copy share the mean excess, the copy share recovered from it (excess over
+1 - held-out share) and how often its interval covers the true share, the detection rate, and the
+detection limit.
 """
 
 from __future__ import annotations
@@ -64,11 +65,12 @@ def main() -> None:
         for share in (float(c) for c in args.shares.split(",")):
             rows = [one_split(images, embed, 1000 + s, share, theta) for s in range(max(args.splits // 4, 10))]
             exc = np.array([r["excess_share"] for r in rows])
-            covered = np.mean([r["excess_share_ci_low"] <= share <= r["excess_share_ci_high"] for r in rows])
-            print(f"theta {theta}: copy share {share:.0%}: excess {exc.mean():.4f} (sd {exc.std():.4f}), interval covers {share:.0%} in "
-                  f"{covered:.2f}, leak found in {np.mean([r['verdict']['status'] == 'leak' for r in rows]):.2f}, "
+            scale = np.array([1 - r["holdout_share"] for r in rows])  # a copy is near a held-out image at the held-out share's rate
+            covered = np.mean([r["excess_share_ci_low"] / f <= share <= r["excess_share_ci_high"] / f for r, f in zip(rows, scale)])
+            print(f"theta {theta}: copy share {share:.0%}: excess {exc.mean():.4f} (sd {exc.std():.4f}), copy share recovered as "
+                  f"excess / (1 - holdout share) {np.mean(exc / scale):.4f}, its interval covers {share:.0%} in {covered:.2f}, "
+                  f"leak found in {np.mean([r['verdict']['status'] == 'leak' for r in rows]):.2f}, "
                   f"detection limit {np.mean([r['detection_limit'] for r in rows]):.4f}")
-
 
 if __name__ == "__main__":
     main()

@@ -158,31 +158,34 @@ def label_permutations(m: int, count: int, seed: int = 0):
 
 
 def permutation_p_values(observed: tuple[float, float], idx: np.ndarray, dist: np.ndarray, m: int, theta: float,
-                         permutations: int = PERMUTATIONS, seed: int = 0) -> tuple[float, float]:
+                         permutations: int = PERMUTATIONS, seed: int = 0) -> tuple[float, float, float]:
     """One-sided p-values of both :func:`statistics` under random relabelling of the pooled training
-    (rows ``0..m-1``) and held-out (rows ``m..2m-1``) images: ``(1 + #{permuted >= observed}) / (B + 1)``."""
-    higher = np.zeros(2)
-    for labels in label_permutations(m, permutations, seed):
-        higher += np.asarray(statistics(*first_labelled(labels, idx, dist), theta)) >= np.asarray(observed) - 1e-12
-    return tuple(float(p) for p in (1 + higher) / (permutations + 1))
+    (rows ``0..m-1``) and held-out (rows ``m..2m-1``) images, ``(1 + #{permuted >= observed}) / (B + 1)``,
+    and the standard deviation of the relabelled excess shares."""
+    permuted = np.array([statistics(*first_labelled(labels, idx, dist), theta) for labels in label_permutations(m, permutations, seed)])
+    higher = (permuted >= np.asarray(observed) - 1e-12).sum(axis=0)
+    return float((1 + higher[0]) / (permutations + 1)), float((1 + higher[1]) / (permutations + 1)), float(permuted[:, 0].std())
 
 
-def detection_limit(n: int, discordant: float, share_holdout: float, alpha: float = ALPHA, power: float = POWER) -> float:
-    """The smallest copy share found with probability ``power`` by the one-sided test at ``alpha``
-    on ``n`` samples, in the McNemar normal approximation (Connor 1987): with excess ``e`` and
-    discordant share ``pi = discordant + e``, found when ``n e >= z_a sqrt(n pi) + z_b sqrt(n (pi - e^2))``.
-    ``discordant`` is the share of discordant samples without copies (twice the observed
-    held-out-only share); a copy is matched to training and to a held-out image with the held-out
-    share's probability, so the copy share is ``e / (1 - share_holdout)``."""
+def detection_limit(n: int, discordant: float, share_holdout: float, alpha: float = ALPHA, power: float = POWER,
+                    null_sd: float = 0.0) -> float:
+    """The smallest copy share found with probability ``power`` by the one-sided test at ``alpha``.
+
+    The larger of two normal approximations of the excess ``e`` needed: McNemar's (Connor 1987), the
+    test over the generated samples alone, where with discordant share ``pi = discordant + e`` the
+    excess is found when ``n e >= z_a sqrt(n pi) + z_b sqrt(n (pi - e^2))`` (``discordant``: twice the
+    observed held-out-only share), which rules when few samples match at all; and
+    ``e >= (z_a + z_b) null_sd``, with ``null_sd`` the spread of the excess over the relabellings,
+    which also holds the two sets' chance difference. A copy lies near a held-out image too at the
+    held-out share's rate, so the copy share is ``e / (1 - share_holdout)``."""
     from scipy.optimize import brentq
     from scipy.stats import norm
 
     za, zb = norm.isf(alpha), norm.isf(1 - power)
     discordant = float(np.clip(discordant, 0.0, 0.9))
     gap = lambda e: n * e - za * np.sqrt(n * (discordant + e)) - zb * np.sqrt(max(n * (discordant + e - e * e), 0.0))  # noqa: E731
-    if gap(1.0 - discordant) < 0:
-        return 1.0
-    excess = brentq(gap, 1e-12, 1.0 - discordant)
+    excess = brentq(gap, 1e-12, 1.0 - discordant) if gap(1.0 - discordant) >= 0 else 1.0
+    excess = max(excess, (za + zb) * null_sd)
     return float(min(excess / max(1.0 - share_holdout, 1e-12), 1.0))
 
 
@@ -248,7 +251,7 @@ def leakage_statistics(generated: np.ndarray, train: np.ndarray, holdout: np.nda
     diff, low, high = newcombe_paired(both, only_t, only_h, neither)
     idx, dist = pooled_neighbours(generated, np.concatenate([train[keep_t], holdout[keep_h]]))
     observed = statistics(*first_labelled(np.arange(2 * m) < m, idx, dist), theta)  # as the relabellings see it
-    p_excess, p_distance = permutation_p_values(observed, idx, dist, m, theta, permutations, seed)
+    p_excess, p_distance, null_sd = permutation_p_values(observed, idx, dist, m, theta, permutations, seed)
     share_h = (both + only_h) / n
     out = {"theta": float(theta), "n_generated": n, "n_train": len(train), "n_holdout": len(holdout), "n_compared": m,
            "equalised": _equalised_text(len(train), len(holdout), seed),
@@ -257,16 +260,21 @@ def leakage_statistics(generated: np.ndarray, train: np.ndarray, holdout: np.nda
            "discordant": {"train_only": only_t, "holdout_only": only_h, "both": both, "neither": neither},
            "signed_rank": observed[1], "distance_p_value": p_distance, "permutations": int(permutations),
            "median_distance": {"train": float(np.median(dt)), "holdout": float(np.median(dh))},
-           "detection_limit": detection_limit(n, 2 * only_h / n, share_h, alpha),
+           "detection_limit": detection_limit(n, 2 * only_h / n, share_h, alpha, null_sd=null_sd),
            "curve": distance_curve(dt, dh, theta),
-           "tests": {"excess": f"one-sided label-permutation test ({permutations} random splits of the pooled training and held-out images); "
-                               "95% interval: Newcombe (1998) method 10 for paired proportions, over the generated samples",
-                     "distance": "Wilcoxon signed-rank statistic of nearest held-out minus nearest training distance, one-sided, "
-                                 "calibrated by the same label permutations",
-                     "detection_limit": f"McNemar normal approximation (Connor 1987), one-sided alpha {alpha}, power {POWER}"}}
+           "tests": _tests_text(permutations, alpha)}
     out["matches"] = strongest_matches(ti, dtf, hi, dhf, theta, train_names, holdout_names, samples)
     out["verdict"] = verdict(out, alpha)
     return out
+
+
+def _tests_text(permutations: int, alpha: float) -> dict:
+    return {"excess": f"one-sided label-permutation test ({permutations} random splits of the pooled training and held-out images); "
+                      "95% interval: Newcombe (1998) method 10 for paired proportions, over the generated samples",
+            "distance": "Wilcoxon signed-rank statistic of nearest held-out minus nearest training distance, one-sided, "
+                        "calibrated by the same label permutations",
+            "detection_limit": f"normal approximations, the larger of McNemar's (Connor 1987) and the relabellings' spread; "
+                               f"one-sided alpha {alpha}, power {POWER}"}
 
 
 def _equalised_text(n_train: int, n_holdout: int, seed: int) -> str:
