@@ -12,7 +12,7 @@ from gancheck.errors import GancheckError
 from gancheck.version import __version__
 
 # every command is a function here with its name (gancheck.api); the calibration workflow's package is gancheck.calibration
-_API = ("audit", "calibrate", "compare", "coverage", "demo", "export_embedder", "export_descriptor", "ldr", "load_embedder",
+_API = ("audit", "calibrate", "compare", "coverage", "demo", "export_embedder", "export_descriptor", "ldr", "leakage", "load_embedder",
         "load_descriptor", "open_run", "report", "sample", "sample_images", "sweep", "theta")
 __all__ = ["GancheckError", "__version__", *(n for n in _API if n not in ("export_descriptor", "load_descriptor"))]
 

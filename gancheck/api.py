@@ -29,7 +29,7 @@ from gancheck.run.fingerprint import measurement_difference
 from gancheck.run.sweep import parse_sweep
 from gancheck.sources.planted import DEMO_MODEL
 
-__all__ = ["audit", "calibrate", "compare", "coverage", "demo", "export_embedder", "ldr", "load_embedder", "open_run", "report",
+__all__ = ["audit", "calibrate", "compare", "coverage", "demo", "export_embedder", "ldr", "leakage", "load_embedder", "open_run", "report",
            "sample", "sample_images", "sweep", "theta"]
 
 
@@ -185,6 +185,37 @@ def coverage(generator: str, reference: str | Path, n: int = 10_000, seed: int =
         write_json(out / "coverage.json", result)
         if html:
             result["html"] = str(write_coverage_html(result, reference_dir, out / "coverage.html"))
+    return result
+
+
+def leakage(generator: str, train: str | Path, holdout: str | Path, n: int = 10_000, seed: int = 0, out: str | Path | None = None,
+            html: bool = True, gates: list[Gate | str] | None = None, junit: str | Path | None = None, **options) -> dict:
+    """Whether ``generator`` reproduces its training images: each generated sample's nearest
+    training and held-out image, the excess of training matches within theta with its interval and
+    p-value, the distance test, the strongest matches and the verdict (``leak`` or ``pass``)
+    (:func:`gancheck.analysis.leakage.measure_leakage`; ``options`` are its keywords, e.g.
+    ``embedder``, ``theta``, ``run``). ``gates`` are evaluated on the result (``"excess_share>0.01"``).
+    With ``out`` writes leakage.json and (``html``) leakage.html there, each whole or not at all."""
+    from gancheck.analysis.leakage import measure_leakage
+    from gancheck.render.leakage import write_leakage_html
+
+    gates = [g if isinstance(g, Gate) else Gate.parse(g) for g in gates or []]
+    if out is not None and Path(out).exists() and not Path(out).is_dir():
+        raise GancheckError(f"--out {out} is a file; give a folder for leakage.json and leakage.html")
+    result = measure_leakage(generator, train, holdout, n=n, seed=seed, **options)
+    images, (train_dir, holdout_dir) = result.pop("_gallery"), result.pop("_dirs")
+    result["gates"] = evaluate(result, gates)
+    if out is not None:
+        out = Path(out)
+        out.mkdir(parents=True, exist_ok=True)
+        if html:
+            result["html"] = str(write_leakage_html(result, images, train_dir, holdout_dir, out / "leakage.html"))
+        write_json(out / "leakage.json", result)
+    if junit is not None:
+        verdict = {"name": "leakage verdict", "failed": result["verdict"]["status"] == "leak", "message": result["verdict"]["headline"]}
+        write_junit(junit, "gancheck.leakage", [verdict] + gate_cases(result["gates"]),
+                    {"generator": str(generator), "excess_share": result["excess_share"], "excess_p_value": result["excess_p_value"]},
+                    output=result["verdict"]["headline"])
     return result
 
 

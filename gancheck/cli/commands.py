@@ -12,6 +12,7 @@ import gancheck.cli.coverage as coverage
 import gancheck.cli.demo as demo
 import gancheck.cli.export as export
 import gancheck.cli.ldr as ldr
+import gancheck.cli.leakage as leakage
 import gancheck.cli.report as report
 import gancheck.cli.theta as theta
 from gancheck.cli.common import handle_errors
@@ -38,6 +39,8 @@ EXAMPLES = {
                  "gancheck coverage model.onnx --reference real/ --attributes onnx:classifier.onnx --attribute-names glasses,hat,smile --attribute-kind multilabel"),
     "ldr": ("gancheck ldr --discriminator ckpt/D_*.onnx --data train_images/ --out ldr.parquet",
             "gancheck ldr --discriminator D_10.onnx --discriminator D_20.onnx --data train/ --weights-out weights.csv --sheet top.png"),
+    "leakage": ("gancheck leakage model.onnx --train train_images/ --holdout heldout_images/ --embedder dlib --out runs/leakage",
+                "gancheck leakage model.onnx --train train/ --holdout heldout/ --run runs/model --fail-if 'excess_share_ci_high>0.01' --junit leakage.xml"),
     "export-embedder": ("gancheck export-embedder dlib --out dlib_resnet.onnx",),
     "sample": ("gancheck sample model.onnx --n 64 --out grid.png",
                "gancheck sample model.onnx --calibrator runs/model/calibrator-gmm.safetensors --out calibrated.png"),
@@ -45,7 +48,8 @@ EXAMPLES = {
 
 for _name, _command in [("audit", audit.audit), ("demo", demo.demo), ("theta", theta.theta_command), ("report", report.report),
                         ("compare", compare.compare), ("calibrate", calibrate.calibrate), ("sample", calibrate.sample),
-                        ("coverage", coverage.coverage), ("ldr", ldr.ldr), ("export-embedder", export.export_embedder)]:
+                        ("coverage", coverage.coverage), ("ldr", ldr.ldr), ("leakage", leakage.leakage),
+                        ("export-embedder", export.export_embedder)]:
     app.command(_name, cls=Command, epilog=examples(*EXAMPLES[_name]))(handle_errors(_command))
 app.command("export-descriptor", cls=Command, hidden=True)(handle_errors(export.export_descriptor))  # deprecated: says so itself
 

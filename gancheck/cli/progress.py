@@ -17,7 +17,8 @@ from gancheck.formatting import format_count, format_number
 #: seconds between two progress lines of one stage in a log (``GANCHECK_PROGRESS_INTERVAL`` overrides)
 INTERVAL = 30.0
 STAGE_NAMES = {"anchors": "anchor images", "samples": "collection samples", "fit": "fit samples", "floor": "noise-floor samples",
-               "reference": "reference images", "generated": "generated images"}
+               "reference": "reference images", "generated": "generated images",
+               "train": "training images", "holdout": "held-out images"}
 
 
 def duration(seconds: float) -> str:
