@@ -5,6 +5,7 @@
     python benchmarks/bench_validity.py --only null --default-size --null-k 1000,50   # false alarms at |C| = 1e4, |A| = 1000
     python benchmarks/bench_validity.py --only detection --sizes 1e3,1e4,1e5 --detection-seeds 20
     python benchmarks/bench_validity.py --only intervals   # interval coverage over K, weights, two geometries
+    python benchmarks/bench_validity.py --only classes     # small |C| per class: coverage, points inside, false flags
 
 Generators are ONNX models with K identities of known shares (gancheck.sources.simulated), audited
 through the real pipeline (onnxruntime, pixel or random-projection descriptors, run directories).
@@ -212,7 +213,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--big", action="store_true", help="also |C| = 1e5 in the detection-limit check (slow)")
-    parser.add_argument("--only", default="diversity,modes,detection,null,intervals,zipf", help="comma list of the parts to run")
+    parser.add_argument("--only", default="diversity,modes,detection,null,intervals,zipf,classes", help="comma list of the parts to run")
     parser.add_argument("--default-size", action="store_true", help="collapse-free runs at the audit defaults, |C| = 1e4, |A| = 1000")
     parser.add_argument("--null-k", default="5000,50", help="comma list of K for the collapse-free runs")
     parser.add_argument("--seeds", type=int, default=None, help="seeds for the collapse-free and coverage runs")
@@ -244,6 +245,8 @@ def main() -> None:
             report_interval_grid(seeds)
         if "zipf" in parts:
             report_coverage(tmp, seeds // 2, args.quick)
+        if "classes" in parts:
+            report_classes(seeds)
 
 
 def simulated_interval_coverage(k: int, zipf: bool, geometry: str, n: int, m: int, seeds: int, theta: float = 0.3) -> dict:
@@ -297,6 +300,57 @@ def report_coverage(tmp: Path, seeds: int, quick: bool) -> None:
         std = "n/a (sigma = 0)" if cov["std_coverage"] is None else f"{cov['std_coverage']:.3f}"
         print(f"coverage {'Zipf' if zipf else 'equal'} K={k} {kind}, {seeds} seeds, |C|=4000, |A|=500: mean {cov['mean_coverage']:.3f}, "
               f"std {std}, worst-mode share {cov['share_coverage']:.3f} (band {band[0]:.3f}-{band[1]:.3f})", flush=True)
+
+
+def class_figures(sim: np.ndarray, w: np.ndarray, n: int, m: int, rng) -> dict:
+    """One class audited as the report does it, on a collection drawn directly: the corrected mu,
+    its interval, and what :func:`gancheck.analysis.ranking.class_draws` needs."""
+    from gancheck.analysis import intervals
+
+    ids = rng.choice(len(w), m, p=w)
+    m_hat = sim[ids] @ rng.multinomial(n, w) / n
+    scores = mccs(m_hat)
+    ci = intervals.bootstrap_mean_std(scores, n_boot=500, seed=int(rng.integers(1 << 30)))
+    sd = intervals.collection_sd(np.eye(len(w))[ids], m_hat, scores, 0.3, n, "paper")
+    low, high = intervals.widen(scores.mean(), ci["mean_low"], ci["mean_high"], sd["mean_sd"], 0.95, sd["mean_bias"])
+    return {"scores": scores, "point": scores.mean() - sd["mean_bias"], "raw": scores.mean(), "low": low, "high": high,
+            "bias": sd["mean_bias"], "sd": sd["mean_sd"], "uncorrected": sd["uncorrected_share"]}
+
+
+def class_validity(n: int, m: int, k: int, seeds: int, classes: int = 8) -> dict:
+    """Zipf identities (orthogonal exact copies), ``classes`` identical classes per seed: coverage
+    of the generator's mu by each class's corrected interval (and by the raw mean's), points outside
+    their interval, and the runs in which :func:`flag_classes` flags any class (nominal 5%)."""
+    from gancheck.analysis.ranking import class_draws, flag_classes
+
+    w = simulated.zipf_weights(k)
+    sim = np.eye(k)
+    mu, _ = truth_mccs(w)
+    covered = raw_covered = outside = flagged = 0
+    uncorrected = []
+    for seed in range(seeds):
+        rng = np.random.default_rng(seed)
+        rows = [class_figures(sim, w, n, m, rng) for _ in range(classes)]
+        for r in rows:
+            covered += r["low"] <= mu <= r["high"]
+            raw_covered += r["low"] + r["raw"] - r["point"] <= mu <= r["high"] + r["raw"] - r["point"]
+            outside += not r["low"] <= r["point"] <= r["high"]
+            uncorrected.append(r["uncorrected"])
+        draws = class_draws([r["scores"] for r in rows], [r["bias"] for r in rows], [r["sd"] for r in rows], n_draws=500, seed=seed)
+        flagged += bool(flag_classes([str(c) for c in range(classes)], np.array([r["point"] for r in rows]), draws))
+    total = seeds * classes
+    return {"coverage": covered / total, "raw_coverage": raw_covered / total, "outside": outside / total,
+            "false_flag_runs": flagged / seeds, "uncorrected_share": float(np.median(uncorrected)), "mu": mu}
+
+
+def report_classes(seeds: int, m: int = 300) -> None:
+    for k in (20, 200):
+        for n in (1000, 10_000):
+            v = class_validity(n, m, k, seeds)
+            print(f"classes: Zipf K={k:>3}, |C|={n:>6} per class, |A|={m}, {seeds} seeds x 8 identical classes: corrected interval covers mu "
+                  f"{v['coverage']:.3f} (uncorrected: {v['raw_coverage']:.3f}; anchors left uncorrected {v['uncorrected_share']:.0%}), "
+                  f"points outside their interval {v['outside']:.3f}, runs flagging a class {v['false_flag_runs']:.3f} "
+                  f"(band {binomial_band(0.05, seeds)[1]:.3f} above 0.05)", flush=True)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ import numpy as np
 from gancheck.analysis import degenerate, detection, diversity, intervals, spatial
 from embedders import load_embedder
 from gancheck.analysis.gates import evaluate
-from gancheck.analysis.verdict import with_verdict
+from gancheck.analysis.verdict import SETTLED_CHANGE, with_verdict
 from gancheck.errors import GancheckError
 from gancheck.maths import population_stats, worst_mode
 from gancheck.run.result import AuditResult
@@ -227,6 +227,7 @@ def figures(run: RunData, reference_dir: str | Path | None = None, embedder=None
     extra["detection_limit"] = extra["detection"]["limit"]
     if run.convergence is not None:
         extra["sampling"] = sampling_change(run.convergence)
+    extra["mccs"]["ci_note"] = uncorrected_note(extra["mccs"]["uncorrected_share"], extra.get("sampling", {}).get("mccs_mean_change"))
     if reference_dir is not None:
         extra["reference"] = reference_metrics(run, reference_dir, embedder=embedder, device=device)
     return extra, rip
@@ -286,10 +287,9 @@ def _mccs_intervals(run: RunData) -> dict:
     mean_bias, std_bias = sd.get("mean_bias") or 0.0, sd.get("std_bias") or 0.0
     mean_lo, mean_hi = intervals.widen(raw_mean, ci["mean_low"], ci["mean_high"], sd["mean_sd"], CI_LEVEL, mean_bias)
     std_lo, std_hi = intervals.debias_std(*intervals.widen(raw_std, ci["std_low"], ci["std_high"], sd["std_sd"], CI_LEVEL), raw_std, std_bias)
-    uncorrected = sd.get("uncorrected_share") or 0.0
     return {"mean": None if raw_mean is None else raw_mean - mean_bias, "mean_raw": raw_mean,
             "std": None if raw_std is None else max(raw_std - std_bias, 0.0), "std_raw": raw_std,
-            "ci_note": uncorrected_note(uncorrected), "uncorrected_share": sd.get("uncorrected_share"), "mean_ci_low": mean_lo, "mean_ci_high": mean_hi,
+            "uncorrected_share": sd.get("uncorrected_share"), "mean_ci_low": mean_lo, "mean_ci_high": mean_hi,
             "std_ci_low": None if std_lo is None else max(std_lo, 0.0), "std_ci_high": std_hi, "ci_level": CI_LEVEL,
             "collection_sd_mean": sd["mean_sd"], "collection_sd_std": sd["std_sd"], "collection_bias_mean": sd["mean_bias"],
             "collection_bias_std": sd["std_bias"],
@@ -298,13 +298,15 @@ def _mccs_intervals(run: RunData) -> dict:
                           "(mean_raw, std_raw: Eq. 8 on this collection)")}
 
 
-def uncorrected_note(share: float) -> str | None:
+def uncorrected_note(share: float | None, change: float | None) -> str | None:
     """The one sentence shown beside mu wherever it is shown, when too many anchors saw too few
-    samples within theta for their collection bias to be corrected."""
-    if share <= 0.05:
+    samples within theta for their collection bias to be corrected and mu had not settled over the
+    last tenfold of |C| (``change``, :func:`sampling_change`; None: no record, so no evidence it had)."""
+    if not share or share <= 0.05 or (change is not None and abs(change) < SETTLED_CHANGE):
         return None
+    moved = "" if change is None else f", and mu moved by {abs(change):.1%} over the last tenfold of |C|"
     return (f"{share:.0%} of anchors saw fewer than {intervals.MIN_EFFECTIVE_COUNT} samples within theta, too few to correct "
-            "their collection bias, so mu and its interval are probably below the generator's value; audit with a larger --n")
+            f"their collection bias{moved}: mu and its interval are probably below the generator's value; audit with a larger --n")
 
 
 def _mode_intervals(run: RunData) -> list:
