@@ -128,6 +128,29 @@ def test_progress_lines_are_throttled_to_the_interval():
     assert "about 1 min 10 s left" in lines[1]
 
 
+def test_a_resumed_stage_counts_only_its_own_images_and_an_interrupted_one_says_stopped():
+    import io
+
+    from gancheck.cli.progress import LogLines
+
+    class Clock:
+        t = 0.0
+
+        def __call__(self):
+            return self.t
+
+    clock, stream = Clock(), io.StringIO()
+    log = LogLines(stream=stream, interval=10.0, clock=clock)
+    log.update("samples", 600, 1000)  # resumed: 600 were checkpointed before
+    for done in range(610, 810, 10):  # 10 images/s for 20 s
+        clock.t += 1.0
+        log.update("samples", done, 1000)
+    log.close()  # interrupted at 800
+    lines = stream.getvalue().splitlines()
+    assert "700 of 1,000 (70%), 10.0 images/s, about 30.0 s left" in lines[1]
+    assert "stopped at 800 of 1,000 after 20" in lines[-1] and lines[-1].endswith("(10.0 images/s)"), lines[-1]
+
+
 def test_quiet_prints_nothing(planted_onnx, tmp_path):
     proc = run_cli("audit", planted_onnx, "--out", tmp_path / "q", "--n", "500", "--anchors", "30", "--quiet")
     assert proc.returncode == 0 and proc.stdout == "" and proc.stderr == ""

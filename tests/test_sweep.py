@@ -40,7 +40,7 @@ def test_sweep_ranks_the_collapsing_class_first_and_gates_per_class(conditional,
     assert [f["label"] for f in table["flagged"]] == ["1"] and table["flagged"][0]["q_value"] < 0.05
     page = (tmp_path / "sweep" / "report.html").read_text()
     assert page.count("<img alt='class") == 3 and "class-1/report.html" in page and "rank 95% CI" in page
-    assert "flagged (mean MCCS above the other classes' median, BH q < 0.05): class 1" in r.stdout
+    assert "flagged (mean MCCS above the other classes' median, Benjamini-Hochberg q < 5.00%): class 1" in r.stdout
     # a class's sub-run is the same audit as the class fixed by hand, with the same seeds
     one = run_cli("audit", conditional, "--input", "label=0,1,0", "--n", "800", "--anchors", "48", "--out", tmp_path / "one", "--quiet")
     assert one.returncode == 0, one.stderr

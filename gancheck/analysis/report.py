@@ -15,6 +15,7 @@ from gancheck.analysis import degenerate, detection, diversity, intervals, spati
 from embedders import load_embedder
 from gancheck.analysis.gates import evaluate
 from gancheck.analysis.verdict import SETTLED_CHANGE, with_verdict
+from gancheck.formatting import format_share
 from gancheck.errors import GancheckError
 from gancheck.maths import population_stats, worst_mode
 from gancheck.run.result import AuditResult
@@ -304,8 +305,8 @@ def uncorrected_note(share: float | None, change: float | None) -> str | None:
     last tenfold of |C| (``change``, :func:`sampling_change`; None: no record, so no evidence it had)."""
     if not share or share <= 0.05 or (change is not None and abs(change) < SETTLED_CHANGE):
         return None
-    moved = "" if change is None else f", and mu moved by {abs(change):.1%} over the last tenfold of |C|"
-    return (f"{share:.0%} of anchors saw fewer than {intervals.MIN_EFFECTIVE_COUNT} samples within theta, too few to correct "
+    moved = "" if change is None else f", and mu moved by {format_share(abs(change))} over the last tenfold of |C|"
+    return (f"{format_share(share)} of anchors saw fewer than {intervals.MIN_EFFECTIVE_COUNT} samples within theta, too few to correct "
             f"their collection bias{moved}: mu and its interval are probably below the generator's value; audit with a larger --n")
 
 

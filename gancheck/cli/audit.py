@@ -12,6 +12,7 @@ import typer
 
 import gancheck.api as api
 from gancheck.analysis.gates import describe
+from gancheck.analysis.proportions import ALPHA
 from gancheck.cli.common import EXIT_GATE, set_threads
 from gancheck.cli.declared import declared_command
 from gancheck.options import API_ONLY, AUDIT_OPTIONS
@@ -93,11 +94,11 @@ def sweep_lines(table: dict) -> list[str]:
         r = table["classes"][label]
         m, w = r["mccs"], r["worst_mode"]
         ranks = r.get("rank_ci")
-        within = f" (rank {ranks[0]}-{ranks[1]})" if ranks and ranks[0] != ranks[1] else ""
-        lines.append(f"  {r['rank']:>3}. class {label:<8}{within} mean {num(m['mean'])} [{num(m['mean_ci_low'])}, {num(m['mean_ci_high'])}]"
+        within = f"(rank {ranks[0]}-{ranks[1]})" if ranks and ranks[0] != ranks[1] else ""
+        lines.append(f"  {r['rank']:>3}. class {label:<8} {within:<13} mean {num(m['mean'])} [{num(m['mean_ci_low'])}, {num(m['mean_ci_high'])}]"
                      f"  sigma {num(m['std'])}  worst mode {num(w['mccs'])} ({format_share(w['neighbor_fraction'])} of samples)")
     flagged = table.get("flagged") or []
-    lines.append("  flagged (mean MCCS above the other classes' median, BH q < 0.05): "
+    lines.append(f"  flagged (mean MCCS above the other classes' median, Benjamini-Hochberg q < {format_share(ALPHA)}): "
                  + (", ".join(f"class {f['label']} (+{num(f['difference'])}, q = {num(f['q_value'])})" for f in flagged) or "none"))
     lines += [f"  note, class {label}: {table['classes'][label]['mccs']['ci_note']}" for label in table["ranking"]
               if table["classes"][label]["mccs"].get("ci_note")]

@@ -44,7 +44,12 @@ def choose_mode(quiet: bool, as_json: bool = False) -> str:
 class _Stage:
     def __init__(self, name: str, total: int, now: float):
         self.name, self.total, self.start, self.last_line, self.done = name, total, now, now, 0
+        self.first: int | None = None  # done at the first update: samples a resumed run already had
         self.finished = False
+
+    def rate(self, now: float) -> float:
+        """Images per second processed in this process (a resumed run's earlier samples not counted)."""
+        return (self.done - (self.first or 0)) / max(now - self.start, 1e-9)
 
 
 class LogLines:
@@ -70,13 +75,14 @@ class LogLines:
             st = self.stages[stage] = self.current = _Stage(stage, total, now)
             self.log(f"{STAGE_NAMES.get(stage, stage)}: started, {format_count(total)} to process")
         st.done, st.total = done, total
+        st.first = done if st.first is None else st.first
         if st.finished:
             return
         if done >= total:
             self._end(st, now)
         elif now - st.last_line >= self.interval and done > 0:
             st.last_line = now
-            rate = done / max(now - st.start, 1e-9)
+            rate = st.rate(now)
             eta = (total - done) / rate if rate > 0 else float("inf")
             self.log(f"{STAGE_NAMES.get(stage, stage)}: {format_count(done)} of {format_count(total)} ({100 * done / total:.0f}%), "
                      f"{format_number(rate)} images/s, about {duration(eta)} left")
@@ -84,8 +90,12 @@ class LogLines:
     def _end(self, st: _Stage, now: float) -> None:
         st.finished = True
         took = now - st.start
-        rate = f" ({format_number(st.done / took)} images/s)" if took > 0 and st.done else ""
-        self.log(f"{STAGE_NAMES.get(st.name, st.name)}: finished {format_count(st.done)} in {duration(took)}{rate}")
+        rate = f" ({format_number(st.rate(now))} images/s)" if took > 0 and st.done > (st.first or 0) else ""
+        name = STAGE_NAMES.get(st.name, st.name)
+        if st.done >= st.total:
+            self.log(f"{name}: finished {format_count(st.done)} in {duration(took)}{rate}")
+        else:  # interrupted (SIGTERM, Ctrl-C, an error): say where it stopped, not "finished"
+            self.log(f"{name}: stopped at {format_count(st.done)} of {format_count(st.total)} after {duration(took)}{rate}")
 
     def close(self) -> None:
         if self.current is not None and not self.current.finished:
@@ -117,7 +127,7 @@ class RichBars:
         if task is not None and done < self.progress.tasks[task].completed:  # the same stage again (a re-audit)
             task = None
         if task is None:
-            task = self.tasks[stage] = self.progress.add_task(stage, total=total)
+            task = self.tasks[stage] = self.progress.add_task(stage, total=total, completed=done)  # a resumed run's start
         self.progress.update(task, completed=done, total=total)
 
     def close(self) -> None:

@@ -345,9 +345,10 @@ def _cards(rep: dict) -> list[str]:
                        "No two draws were the same identity: the generator has at least the lower bound's identities.")
     p = sp.get("p_value")
     cards = [
-        _card("MCCS mean mu", format_number(mc["mean"]), format_interval(mc.get("mean_ci_low"), mc.get("mean_ci_high")) + _raw(mc),
-              "A random anchor's collapse score: near 0 when no other sample is its identity, higher the more samples repeat it."
-              + (f" Note: {mc['ci_note']}." if mc.get("ci_note") else ""), "mccs.mean", "number"),
+        _card("MCCS mean mu", format_number(mc["mean"]), format_interval(mc.get("mean_ci_low"), mc.get("mean_ci_high")) + _raw(mc)
+              + (f". Note: {mc['ci_note']}" if mc.get("ci_note") else ""),
+              "A random anchor's collapse score: near 0 when no other sample is its identity, higher the more samples repeat it.",
+              "mccs.mean", "number"),
         _card("MCCS std sigma", format_number(mc["std"]), format_interval(mc.get("std_ci_low"), mc.get("std_ci_high")),
               "How much the score varies between anchors: a few collapsed identities among many fine ones make it large.", "mccs.std", "number"),
         _card("worst mode MCCS(I_w)", format_number(w["mccs"]), f"sample {w['sample_index']}",

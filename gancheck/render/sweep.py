@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from gancheck.analysis.proportions import ALPHA
 from gancheck.files import atomic_write
 from gancheck.formatting import format_number, format_share
 from gancheck.render.html import BLUE, RED, _figure_uri, _mpl
@@ -63,7 +64,7 @@ def render_sweep(table: dict, scores: dict[str, np.ndarray]) -> str:
 <p>Each class was audited as its own run with the same seeds and embedder, and the classes are ranked by their mean MCCS,
 corrected for the collection's bias, most collapsed first. A rank's interval holds 95% of the ranks over resampled anchors and
 collection noise. Flagged: classes whose mean MCCS is above the median of the other classes' (one-sided test,
-Benjamini-Hochberg q &lt; 0.05): {flagged_text}.</p>
+Benjamini-Hochberg q &lt; {format_share(ALPHA)}): {flagged_text}.</p>
 <table><tr><th>rank</th><th>rank 95% CI</th><th>class</th><th>mean MCCS [95% CI]</th><th>sigma [95% CI]</th><th>worst mode MCCS</th>
 <th>worst mode share [95% CI]</th><th>flagged: above the median class</th></tr>
 {''.join(rows)}</table>{f'<h2>Notes</h2><ul>{notes}</ul>' if notes else ''}{f'<h2>Gates</h2><ul>{gates}</ul>' if gates else ''}
