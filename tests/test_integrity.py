@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -379,9 +380,13 @@ def test_sigterm_stops_at_a_batch_with_one_line_and_resume_finishes(tmp_path):
     lines = [line for line in err.splitlines() if line.strip()]
     assert len(lines) == 1 and "SIGTERM" in lines[0] and "--resume" in lines[0], err
     assert not out.exists()  # nothing unfinished under the final name
-    resumed = subprocess.run(args + ["--resume"], capture_output=True, text=True, env=env, cwd=ROOT, timeout=300)
+    loud = [a for a in args if a != "--quiet"] + ["--resume"]
+    resumed = subprocess.run(loud, capture_output=True, text=True, cwd=ROOT, timeout=300, env=dict(env, GANCHECK_PROGRESS_INTERVAL="0"))
     assert resumed.returncode == 0, resumed.stderr
     assert (out / "report.json").is_file()
+    # its progress starts at the shards it kept (so its rate and time left count only new images)
+    counts = [int(m.replace(",", "")) for m in re.findall(r"collection samples: ([\d,]+) of 2,000", resumed.stderr)]
+    assert counts and counts[0] > 400, resumed.stderr
 
 
 def test_a_hung_generator_stops_resumably_naming_the_stage(tmp_path):

@@ -80,7 +80,7 @@ class LogLines:
             return
         if done >= total:
             self._end(st, now)
-        elif now - st.last_line >= self.interval and done > 0:
+        elif now - st.last_line >= self.interval and done > st.first:
             st.last_line = now
             rate = st.rate(now)
             eta = (total - done) / rate if rate > 0 else float("inf")

@@ -82,9 +82,7 @@ def _collection(measurer, c_idx, config: AuditConfig, run_dir, state, tick, spec
     parts = plan(c_idx, config.shard_size)
     checkpoints = [int(c_idx[g]) for g in convergence_grid(len(c_idx))]
     done = {j for j in state.done if j != sh.ANCHORS} if state else set()
-    on_batch = tick("samples", len(c_idx))
-    if done:
-        on_batch(sum(len(parts[j]) for j in done))
+    on_batch = tick("samples", len(c_idx), sum(len(parts[j]) for j in done))  # a resumed run starts at its shards
     computed = shard_results(config, measurer, parts, checkpoints, (j for j in range(len(parts)) if j not in done), on_batch, specs)
     total = Partial.zeros(len(measurer.anchors), config.neighbors_k, RADIAL_BINS)
     no_face, skipped, samples, pending = 0, 0, [], {}
@@ -236,11 +234,12 @@ def fingerprint(config: AuditConfig, theta: float, radius: float, source, embedd
 
 
 def stage_ticker(progress: Progress | None):
-    """``make(stage, total)`` -> ``on_batch(k)``: reports a stage's start and every batch to ``progress``."""
-    def make(stage: str, total: int):
-        done = [0]
+    """``make(stage, total, already=0)`` -> ``on_batch(k)``: reports a stage's start (at ``already``
+    done, a resumed run's finished shards) and every batch to ``progress``."""
+    def make(stage: str, total: int, already: int = 0):
+        done = [already]
         if progress:
-            progress(stage, 0, total)
+            progress(stage, already, total)
 
         def on_batch(k: int):
             done[0] += k
