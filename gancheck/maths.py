@@ -159,3 +159,12 @@ def frechet_from_moments(mu_a: np.ndarray, s_a: np.ndarray, mu_b: np.ndarray, s_
     cross = np.clip(np.linalg.eigvalsh(root_a @ s_b @ root_a), 0.0, None)
     value = float(np.sum((mu_a - mu_b) ** 2) + np.trace(s_a) + np.trace(s_b) - 2.0 * np.sum(np.sqrt(cross)))
     return max(value, 0.0)
+
+
+def excess_removed(keep: np.ndarray, count: np.ndarray, floor: float, axis: int = -1) -> np.ndarray:
+    """The share of the modes' excess a thinning removes, estimated on samples with known mode
+    counts: ``(before - after) / (before - floor)`` with ``before`` the mean of ``count`` (modes each
+    sample lies in), ``after`` its mean weighted by the keep probability ``keep``, and ``floor`` the
+    modes' total share at a typical identity's density. Vectorised along ``axis`` (bootstraps)."""
+    before = count.mean(axis=axis)
+    return (before - (keep * count).sum(axis=axis) / keep.sum(axis=axis)) / (before - floor)

@@ -195,4 +195,5 @@ def before_after(before_dir: str | Path, after_dir: str | Path, before: dict, af
     return {"targeted": targeted, "radius": radius, "improved": improved,
             "worst_before": {"sample_index": int(wb["sample_index"]), "share": float(wb["neighbor_fraction"])},
             "worst_after": {"sample_index": int(wa["sample_index"]), "share": float(wa["neighbor_fraction"]), "same_identity": same},
-            "headline": headline, "sentences": sentences}
+            "headline": headline, "sentences": sentences, "price_list": (calibration or {}).get("price_list"),
+            "describe_share": ((calibration or {}).get("cost") or {}).get("describe_share")}

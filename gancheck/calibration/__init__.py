@@ -70,6 +70,19 @@ def export_decision(calibrator_path: str | Path, onnx_path: str | Path) -> Path:
     return Path(onnx_path)
 
 
+def export_embedder_graph(spec: str, screen_path: Path) -> dict:
+    """The embedder's network as ONNX next to an exported cascade screen (``NAME-embedder.onnx``),
+    where the embedder has an ONNX export (dlib); else a note on what the deployment runs instead."""
+    if spec.split(":")[0] != "dlib":
+        return {"exported_embedder_onnx": None, "embedder_note": f"the embedder {spec!r} has no ONNX export here; a deployment runs it "
+                                                                  f"as gancheck.load_embedder({spec!r}) does"}
+    from embedders.dlib_onnx import export_descriptor
+
+    path = export_descriptor(screen_path.with_name(screen_path.stem + "-embedder.onnx"))
+    return {"exported_embedder_onnx": str(path), "embedder_note": "dlib's network (150x150 RGB chips in, 128-value descriptors out); "
+                                                                  "the face alignment the run used runs before it"}
+
+
 def advice(method: str, spent: dict, result: dict) -> str:
     """One line on what would help when the excess was not cut significantly."""
     if method == "rejection":
@@ -140,6 +153,7 @@ def calibrate(run_dir: str | Path, method: str = "is", out: str | Path | None = 
         raise GancheckError(f"{proof_dir} already holds a run; choose another --proof-dir or pass --overwrite to replace it")
     budget, export_onnx = options.pop("budget", None), options.pop("export_onnx", None)
     check_method_options(method, options)
+    METHODS[method].check_options(**options)
     learns = METHODS[method].learns_from_budget(**options)
     check_budget_and_export(method, budget, export_onnx, learns)
     outlook = predict_outlook(run_dir, method, modes=modes, r0=r0, region=options.get("region") or ("auto" if method == "is" else "linear"))
@@ -163,6 +177,8 @@ def calibrate(run_dir: str | Path, method: str = "is", out: str | Path | None = 
         result["cost"]["descriptor_calls"] = result["cost"]["embedder_calls"]  # its name before 0.2, kept for one release
         if export_onnx is not None:
             result["exported_onnx"] = str(export_decision(out, export_onnx))
+            if METHODS[method].needs_generator:
+                result.update(export_embedder_graph(data.config["embedder"], Path(export_onnx)))
         write_json(Path(proof_dir) / "calibration.json", result)
     result["change"] = before_after(run_dir, proof_dir, data.report, proof.report)
     write_html(Path(proof_dir) / "report.html", proof.analysis, proof.source, before=load_run(run_dir), change=result["change"])

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from gancheck.calibration.fitdata import FitData, embed_samples
-from gancheck.maths import pairwise_distance
+from gancheck.maths import excess_removed, pairwise_distance
 from gancheck.analysis.diversity import frechet_distance
 from gancheck.analysis.intervals import wilson_interval
 from gancheck.calibrators import load_calibrator
@@ -65,9 +65,11 @@ def prove(data: FitData, calibrator_path: str | Path, proof_dir: str | Path, ove
     draws, measured_on = measured_draws(cal, data, int(cfg["n"]), int(cfg["anchors"]))
     z = share_drop_z(share_before, len(plain), share_after, len(calibrated))
     table = excess_table(near_plain, near_after, data.typical_count / data.n)
-    # latent methods only: a descriptor-space calibrator's keep probability needs the image
+    # the plain draw's images are described already: every method but drs knows its keep probability there
     latents = data.prior.sample(data.seed, plain_indices).reshape(len(plain_indices), -1)
-    paired = None if cal.needs_generator else weighted_excess(near_plain, cal.acceptance(latents), data.typical_count / data.n)
+    keep = cal.keep_described(latents, plain)
+    calls = cal.descriptor_calls_per_candidate(latents)  # on the plain draw: the expectation, not a replay's count
+    paired = None if keep is None else weighted_excess(near_plain, keep, data.typical_count / data.n)
     return {
         "format": "gancheck-calibration",
         "method": cal.method,
@@ -87,6 +89,7 @@ def prove(data: FitData, calibrator_path: str | Path, proof_dir: str | Path, ove
         "modes": table["modes"],
         "total": table["total"],
         "paired": paired,
+        "price_list": price_list(cal, latents, plain, near_plain, data) if hasattr(cal, "priced") else None,
         "draws_measured_on": measured_on,
         "frechet": frechet_figures(data, calibrated, plain),
         "region": cal.header["fit"].get("regions"),
@@ -95,10 +98,31 @@ def prove(data: FitData, calibrator_path: str | Path, proof_dir: str | Path, ove
         "share_drop": {"z": z if np.isfinite(z) else None, "required_z": DROP_Z,
                        "test": "one-sided two-proportion z on the modes' union share, fresh plain draw vs calibrated re-audit: "
                                "(before - after) / sqrt(b(1-b)/n_b + a(1-a)/n_a)"},
-        "cost": {"draws_per_kept_sample": draws, "proof_embedder_calls": 2 * int(cfg["n"]) + int(cfg["anchors"])},
+        "cost": {"draws_per_kept_sample": draws, "proof_embedder_calls": 2 * int(cfg["n"]) + int(cfg["anchors"]),
+                 "describe_share": cal.header["params"].get("describe_share"), "descriptor_calls_per_candidate": calls,
+                 "descriptor_calls_per_kept_sample": calls * draws},
         "improved": bool(z > DROP_Z),
         "notes": notes(cal),
     }, audit
+
+
+def price_list(cal, latents: np.ndarray, plain: np.ndarray, near: np.ndarray, data: FitData) -> list[dict]:
+    """A cascade's price list measured on the fresh plain draw: for each describe share of its file,
+    the excess removed (keep-weighted, paired 95% interval), draws and descriptor calls per kept
+    sample, and the Fréchet shift the thinning adds off the modes, as a share of the noise floor."""
+    from gancheck.calibrators.regions import frechet_shift, proof_noise_floor
+
+    vectors, found = described(plain, data.no_face)
+    off = found & ~near.any(axis=1)
+    floor = proof_noise_floor(vectors[off], np.flatnonzero(off))
+    rows = []
+    for share, keep, doubt in cal.priced(latents, plain):
+        expected = weighted_excess(near, keep, data.typical_count / data.n)
+        rows.append({"describe_share": share, "excess_removed": expected["excess_removed"], "low": expected["low"], "high": expected["high"],
+                     "draws_per_kept_sample": float(1.0 / keep.mean()), "descriptor_calls_per_candidate": float(doubt.mean()),
+                     "descriptor_calls_per_kept_sample": float(doubt.mean() / keep.mean()),
+                     "frechet_shift_vs_floor": float(frechet_shift(vectors[off], keep[off], data.seed) / floor) if floor > 0 else None})
+    return rows
 
 
 def plain_draw(data: FitData, progress) -> tuple[np.ndarray, np.ndarray]:
@@ -142,8 +166,7 @@ def weighted_excess(near: np.ndarray, keep: np.ndarray, floor: float, resamples:
     excess = count.mean() - near.shape[1] * floor
 
     def removed(k, c, axis=-1):
-        before = c.mean(axis=axis)
-        return (before - (k * c).sum(axis=axis) / k.sum(axis=axis)) / (before - near.shape[1] * floor)
+        return excess_removed(k, c, near.shape[1] * floor, axis)
 
     after = (keep[:, None] * near).sum(axis=0) / keep.sum()
     out = {"after_per_mode": [float(a) for a in after], "after": float(after.sum()),

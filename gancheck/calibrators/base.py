@@ -55,6 +55,11 @@ class Calibrator(ABC):
         """``(params, tensors, figures)`` fitted on a :class:`~gancheck.calibration.fitdata.FitData`."""
 
     @classmethod
+    def check_options(cls, **options) -> None:
+        """Refuse option values this method cannot use (raise GancheckError), before anything is
+        fitted or written."""
+
+    @classmethod
     def learns_from_budget(cls, **options) -> bool:
         """True when a fit with these ``options`` learns a latent region from labelled samples, so the
         embedder budget (extra described samples) improves it."""
@@ -81,6 +86,16 @@ class Calibrator(ABC):
         """a(z) for float64 latents (k, dim) -> (k,) in [0, 1]."""
         raise GancheckError(f"a {self.method} calibrator decides on the generated image, so it cannot sample latents alone; "
                             "bind it to its generator: load_calibrator(path).bind(source) or gancheck.inputs.calibrated_generator")
+
+    def keep_described(self, latents: np.ndarray, vectors: np.ndarray) -> np.ndarray | None:
+        """The keep probability of candidates whose images' descriptor ``vectors`` (as the audit
+        stores them) are known, as sampling would decide it; None where the decision needs more
+        (a discriminator's view of the image)."""
+        return None if self.needs_generator else self.acceptance(latents)
+
+    def descriptor_calls_per_candidate(self, latents: np.ndarray) -> float:
+        """Embedder calls sampling pays per candidate latent, on average over ``latents``."""
+        return 0.0
 
     def sample(self, seed: int, indices) -> np.ndarray:
         """Calibrated float32 latents (len(indices), *shape) for sample ``indices`` under ``seed``."""

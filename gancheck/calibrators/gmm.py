@@ -23,9 +23,9 @@ from __future__ import annotations
 import numpy as np
 
 from gancheck.calibrators.base import Calibrator, modes_acceptance, register
-from gancheck.calibrators.regions import (DEFAULT_MAX_DRAWS as REGION_MAX_DRAWS, MIXTURE_CANDIDATES, Decision, add_decision, decision_bytes,
-                                          fit_mixture, held_apart, labelled_sets, mean_average_precision, mixture_onnx, mixture_scores,
-                                          prior_mixture, region_figures, split_of)
+from gancheck.calibrators.regions import (DEFAULT_MAX_DRAWS as REGION_MAX_DRAWS, MIXTURE_CANDIDATES, Decision, Screen, fit_mixture,
+                                          labelled_sets, mean_average_precision, mixture_onnx, mixture_scores, prior_mixture, screened_region,
+                                          split_of)
 from gancheck.errors import GancheckError
 
 LAMBDA_MAX = 1e4
@@ -135,15 +135,14 @@ def mixture_training_sets(data) -> tuple[list[np.ndarray], np.ndarray]:
     return points, x[~near.any(axis=1)]
 
 
-def fit_mixture_region(data, max_draws: float, max_frechet: float | None = None) -> tuple[dict, dict, dict]:
+def mixture_screen(data) -> Screen:
     """Per mode, a Gaussian mixture of its latents (:func:`mixture_training_sets`) against the
     off-mode latents' mixture or against the prior's own density; the number of components, the
     covariance (diagonal, or full for one component) and the denominator are chosen by mean
-    validation average precision of the log density ratio,
-    thresholds on samples no model trained on, figures on the test split."""
+    validation average precision of the log density ratio."""
     points, off = mixture_training_sets(data)
     split = split_of(data.indices)
-    val, test = split == 1, split == 2
+    val = split == 1
     tried, best = {}, None
     for k, covariance in MIXTURE_CANDIDATES:
         inside = [fit_mixture(p, k, data.seed, covariance) for p in points]
@@ -153,18 +152,14 @@ def fit_mixture_region(data, max_draws: float, max_frechet: float | None = None)
             if best is None or tried[name] > tried[best[0]]:
                 best = (name, k, covariance, against, inside, outside)
     _, k, covariance, against, inside, outside = best
-    thresholds, chosen = held_apart(data, lambda z: mixture_scores(z, inside, outside), max_draws, max_frechet)
-    figures = region_figures(mixture_scores(data.latents[test], inside, outside), data.near[test], thresholds, probabilities=False)
-    stored = np.where(np.isfinite(thresholds), thresholds, np.finfo(np.float64).max)
-    graph = add_decision(mixture_onnx(inside, outside, data.prior.dim), "scores", list(range(len(points))), stored, data.mode_acceptance)
-    tensors = {"decision_onnx": decision_bytes(graph), "region_thresholds": stored}
+    tensors = {}
     for name, mix in [("off", outside)] + [(str(m), mix) for m, mix in enumerate(inside)]:
         tensors.update({f"mixture_{name}_{key}": np.asarray(v, np.float64) for key, v in mix.items()})
     params = {"kind": "mixture", "components": int(k), "covariance": covariance, "against": against, "validation_average_precision": tried,
-              "max_draws": float(max_draws), "trained_on": {"run": int((split == 0).sum()),
-                                                       "budget_prior_draws": int(data.extra_from_prior.sum())},
+              "trained_on": {"run": int((split == 0).sum()), "budget_prior_draws": int(data.extra_from_prior.sum())},
               "score": f"log density ratio of the mode's {k}-component {covariance}-covariance Gaussian mixture over the {against}'s density"}
-    return params, tensors, {"regions": figures, "thresholds": chosen}
+    return Screen(lambda z: mixture_scores(z, inside, outside), lambda: mixture_onnx(inside, outside, data.prior.dim), params, tensors,
+                  probabilities=False)
 
 
 def stored_mixtures(t: dict, modes: int) -> tuple[list[dict], dict]:
@@ -194,7 +189,7 @@ class GmmCalibrator(Calibrator):
             max_draws = REGION_MAX_DRAWS if max_draws is None else float(max_draws)
             if not max_draws > 1.0:
                 raise GancheckError(f"--max-draws must be above 1 (draws per kept sample), got {max_draws}")
-            return fit_mixture_region(data, max_draws, max_frechet)
+            return screened_region(data, mixture_screen(data), max_draws, max_frechet)
         max_draws = DEFAULT_MAX_DRAWS if max_draws is None else max_draws
         n = data.n
         k = int(clusters) if clusters else int(np.clip(n // SAMPLES_PER_CLUSTER, 2, MAX_CLUSTERS))

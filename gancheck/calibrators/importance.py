@@ -21,9 +21,8 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import f1_score, precision_recall_curve, precision_score, recall_score
 
 from gancheck.calibrators.base import Calibrator, modes_acceptance, register
-from gancheck.calibrators.regions import (DEFAULT_MAX_DRAWS, ENSEMBLE, FAMILIES, Decision, Ensemble, PerMode, add_decision, decision_bytes,
-                                          fit_family, held_apart, labelled_sets, mean_average_precision, mode_probabilities, region_figures,
-                                          region_onnx, split_of)
+from gancheck.calibrators.regions import (DEFAULT_MAX_DRAWS, ENSEMBLE, FAMILIES, Decision, Ensemble, PerMode, Screen, fit_family,
+                                          labelled_sets, mean_average_precision, mode_probabilities, region_onnx, screened_region, split_of)
 from gancheck.errors import GancheckError
 
 #: ridge penalties tried; the one with the best validation F1 is kept (the latent size and the
@@ -124,13 +123,12 @@ def in_hull(z: np.ndarray, facets: np.ndarray) -> np.ndarray:
     return np.max(z @ facets[:, :-1].T + facets[:, -1][None, :], axis=1) <= HULL_TOLERANCE
 
 
-def fit_learned_region(data, region: str, max_draws: float, max_frechet: float | None = None) -> tuple[dict, dict, dict]:
-    """The ``auto`` region (or one family, or the ensemble): per mode, the families fitted on the
-    training set (the mode against everything else), the candidate (a family, or the ensemble of
-    ``ENSEMBLE``) with the best mean validation average precision kept, thresholds chosen on samples
-    no model trained on, figures on the test split."""
+def learned_screen(data, region: str) -> Screen:
+    """The ``auto`` region's scorer (or one family's, or the ensemble's): per mode, the families
+    fitted on the training set (the mode against everything else), the candidate (a family, or the
+    ensemble of ``ENSEMBLE``) with the best mean validation average precision kept."""
     families = FAMILIES if region == "auto" else ENSEMBLE if region == "ensemble" else (region,)
-    x, near, val, test = labelled_sets(data)
+    x, near, val, _ = labelled_sets(data)
     M = near.shape[1]
     if not near.any(axis=0).all():
         raise GancheckError("some dense mode has no training sample inside r0; raise --budget or audit with a larger --n")
@@ -141,16 +139,26 @@ def fit_learned_region(data, region: str, max_draws: float, max_frechet: float |
     tried = {name: mean_average_precision(mode_probabilities(m, data.latents[val], M), data.near[val]) for name, m in candidates.items()}
     family = max(tried, key=tried.get)
     model = candidates[family]
-    thresholds, chosen = held_apart(data, lambda z: mode_probabilities(model, z, M), max_draws, max_frechet)
-    figures = region_figures(mode_probabilities(model, data.latents[test], M), data.near[test], thresholds, probabilities=True)
-    stored = np.where(np.isfinite(thresholds), thresholds, np.finfo(np.float64).max)
-    graph = add_decision(region_onnx(model, data.prior.dim), "scores", list(range(M)), stored, data.mode_acceptance)
     params = {"region": family, "per_mode": "one binary model per mode: the mode against every other latent",
               "selected_from": list(candidates), "selection": "mean validation average precision",
-              "validation_average_precision": tried, "max_draws": float(max_draws),
+              "validation_average_precision": tried,
               "trained_on": {"run": int((split_of(data.indices) == 0).sum()), "budget": int(len(data.extra_latents))},
               "split": "run sample index mod 5: 0-2 train (with the budget's samples), 3 family and threshold, 4 held out"}
-    return params, {"decision_onnx": decision_bytes(graph), "region_thresholds": stored}, {"regions": figures, "thresholds": chosen}
+    return Screen(lambda z: mode_probabilities(model, z, M), lambda: region_onnx(model, data.prior.dim), params, probabilities=True)
+
+
+def check_mode_counts(data, region: str) -> None:
+    """Refuse modes too small to learn a region from, or so large there is none to learn."""
+    counts = data.mode_counts
+    # with a learned region the embedder budget adds training samples near the mode
+    usable = counts + data.extra_near.sum(axis=0) if region in LEARNED else counts
+    few = [int(m["sample_index"]) for m, c in zip(data.modes, usable) if c < MIN_MODE_SAMPLES]
+    if few:
+        raise GancheckError(f"dense mode {few[0]} has fewer than {MIN_MODE_SAMPLES} images within r0 in the run; the is method cannot "
+                            "learn its region from so few: audit with a larger --n, raise --r0, or use --method rejection")
+    most = [int(m["sample_index"]) for m, c in zip(data.modes, counts) if c > data.n - MIN_MODE_SAMPLES]
+    if most:
+        raise GancheckError(f"dense mode {most[0]} holds nearly every image of the run within r0; there is no region to learn: lower --r0")
 
 
 @register("is")
@@ -171,18 +179,9 @@ class ImportanceCalibrator(Calibrator):
         max_draws = DEFAULT_MAX_DRAWS if max_draws is None else float(max_draws)
         if not max_draws > 1.0:
             raise GancheckError(f"--max-draws must be above 1 (draws per kept sample), got {max_draws}")
-        counts = data.mode_counts
-        # with a learned region the embedder budget adds training samples near the mode
-        usable = counts + data.extra_near.sum(axis=0) if region in LEARNED else counts
-        few = [int(m["sample_index"]) for m, c in zip(data.modes, usable) if c < MIN_MODE_SAMPLES]
-        if few:
-            raise GancheckError(f"dense mode {few[0]} has fewer than {MIN_MODE_SAMPLES} images within r0 in the run; the is method cannot "
-                                "learn its region from so few: audit with a larger --n, raise --r0, or use --method rejection")
-        most = [int(m["sample_index"]) for m, c in zip(data.modes, counts) if c > data.n - MIN_MODE_SAMPLES]
-        if most:
-            raise GancheckError(f"dense mode {most[0]} holds nearly every image of the run within r0; there is no region to learn: lower --r0")
+        check_mode_counts(data, region)
         if region in LEARNED:
-            return fit_learned_region(data, region, max_draws, max_frechet)
+            return screened_region(data, learned_screen(data, region), max_draws, max_frechet)
         dim = data.prior.dim
         split = split_of(data.indices)
         weights, quadratic, bias, per_mode = np.zeros((len(data.modes), dim)), np.zeros(len(data.modes)), np.zeros(len(data.modes)), []

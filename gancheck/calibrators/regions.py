@@ -27,6 +27,9 @@ quality figure, predicted, so no fixed share of thinned samples is assumed.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+from typing import Callable
+
 import numpy as np
 from sklearn.metrics import average_precision_score, brier_score_loss, precision_score, recall_score
 
@@ -48,6 +51,9 @@ PERMUTATIONS = 4
 #: of 1.6%: with 40 steps (17% each) the chosen share used only 0.26-0.32 of a 0.35 Fréchet limit
 THINNING = np.geomspace(1e-3, 0.5, 400)
 DEFAULT_MAX_DRAWS = 1.5
+#: how the Fréchet limit is shared among several modes' regions: "precision" (by each region's
+#: validation average precision, :func:`precision_weights`) or "equal" (the same off-mode share)
+ALLOCATION = "precision"
 #: the gmm candidates: (components, covariance). A full covariance is fitted for one component only,
 #: shrunk by Ledoit-Wolf: ~1000 latents of a mode cannot fit 5,050 values in 100 dimensions
 #: unshrunk (fresh average precision 0.07), and a diagonal one misses the mode's tilted axes (on the
@@ -57,6 +63,9 @@ KNN_NEIGHBORS = 15
 OPSET = 18
 INPUT = "z"
 OUTPUT = "keep_probability"
+#: a cascade's decision graph also outputs the per-mode scores and whether to describe the image
+SCORES = "screen_scores"
+DESCRIBE = "describe"
 
 
 def split_of(indices: np.ndarray) -> np.ndarray:
@@ -231,6 +240,40 @@ def mixture_scores(z: np.ndarray, inside: list[dict], outside: dict) -> np.ndarr
 # -- thresholds and figures -----------------------------------------------------------------------
 
 
+@dataclass
+class Screen:
+    """A fitted latent scorer: ``scores(z) -> (k, M)`` (z lies in mode m's region where column m is
+    at least its threshold), ``graph()`` the same as an ONNX model with output ``scores``, what was
+    chosen (``params``), tensors the calibrator file keeps besides the graph, and whether the scores
+    are class probabilities."""
+
+    scores: Callable[[np.ndarray], np.ndarray]
+    graph: Callable[[], object]
+    params: dict
+    tensors: dict = field(default_factory=dict)
+    probabilities: bool = True
+
+
+def screened_region(data, screen: Screen, max_draws: float, max_frechet: float | None = None) -> tuple[dict, dict, dict]:
+    """A latent method's ``(params, tensors, figures)`` from its fitted ``screen``: thresholds on
+    samples no model trained on (:func:`held_apart`), figures on the test split, the decision graph."""
+    thresholds, chosen = held_apart(data, screen.scores, max_draws, max_frechet)
+    test = split_of(data.indices) == 2
+    figures = region_figures(screen.scores(data.latents[test]), data.near[test], thresholds, probabilities=screen.probabilities)
+    stored = stored_thresholds(thresholds)
+    graph = add_decision(screen.graph(), "scores", stored, data.mode_acceptance)
+    params = dict(screen.params, max_draws=float(max_draws))
+    return params, dict(screen.tensors, decision_onnx=decision_bytes(graph), region_thresholds=stored), {"regions": figures, "thresholds": chosen}
+
+
+def stored_thresholds(thresholds: np.ndarray) -> np.ndarray:
+    """Thresholds as a file stores them: +-inf as the largest finite float64 (safetensors and ONNX
+    initialisers hold finite numbers)."""
+    big = np.finfo(np.float64).max
+    return np.clip(np.where(np.isfinite(thresholds), thresholds, np.sign(thresholds) * big), -big, big)
+
+
+
 def described(vectors: np.ndarray, no_face: str) -> tuple[np.ndarray, np.ndarray]:
     """``(vectors without the no-face axis, found mask)`` of vectors as the audit stores them."""
     vectors = np.asarray(vectors, np.float32)
@@ -271,20 +314,21 @@ def cut_at(scores: np.ndarray, fraction: float) -> float:
 
 def choose_thresholds(val_scores: np.ndarray, val_near: np.ndarray, off_scores: np.ndarray, off_vectors: np.ndarray,
                       mode_acceptance: np.ndarray, max_draws: float, noise_floor: float, seed: int,
-                      max_frechet: float = MAX_FRECHET_SHIFT) -> tuple[np.ndarray, dict]:
+                      max_frechet: float = MAX_FRECHET_SHIFT, weights: np.ndarray | None = None) -> tuple[np.ndarray, dict]:
     """(M,) region thresholds and the figures that chose them, on samples the model never trained on.
 
-    Every mode's region thins the same share ``f`` of the off-mode samples (its threshold is that
-    quantile of their scores); ``f`` is the largest share in ``THINNING`` (found by bisection) for
+    Mode m's region thins the share ``f * weights[m]`` of the off-mode samples (its threshold is
+    that quantile of their scores; ``weights`` default to 1: the same share for every mode); ``f`` is the largest share in ``THINNING`` (found by bisection) for
     which the thinned off-mode descriptors (``off_vectors``, with ``off_scores``) move by at most
     ``max_frechet`` of the proof's noise floor (:func:`frechet_shift`) and the validation samples
     cost at most ``max_draws`` prior draws per kept one; where that share catches every validation
     sample of the modes, the smallest share that still does. A mode whose region then catches none
     of its validation samples gets no region (+inf)."""
     p, M = np.asarray(mode_acceptance, np.float64), val_near.shape[1]
+    w = np.ones(M) if weights is None else np.asarray(weights, np.float64)
 
     def cuts(f: float) -> np.ndarray:
-        return np.array([cut_at(off_scores[:, m], f) for m in range(M)])
+        return np.array([cut_at(off_scores[:, m], min(1.0, f * w[m])) for m in range(M)])
 
     def at(f: float) -> dict:
         t = cuts(f)
@@ -316,7 +360,9 @@ def choose_thresholds(val_scores: np.ndarray, val_near: np.ndarray, off_scores: 
     cut = caught * (1.0 - p) / np.maximum(val_near.sum(axis=0), 1)
     figures = {k: v for k, v in best.items() if k != "thresholds"}
     figures.update(validation_excess_cut=[float(c) for c in cut], max_frechet_shift=float(max_frechet), noise_floor=float(noise_floor),
-                   rule="largest equal off-mode thinning whose predicted Fréchet shift and cost stay within their limits")
+                   off_mode_thinning_weights=[float(x) for x in w],
+                   rule="largest off-mode thinning (mode m's share: the thinning times its weight) whose predicted Fréchet shift and "
+                        "cost stay within their limits")
     return thresholds, figures
 
 
@@ -331,8 +377,16 @@ def held_apart(data, scores_of, max_draws: float, max_frechet: float | None = No
     floor = proof_noise_floor(vectors[off], data.indices[off])
     scores = scores_of(data.latents[apart])  # once, for both uses
     val, ev = split[apart] == 1, off[apart]
+    weights = precision_weights(scores[val], data.near[apart][val]) if ALLOCATION == "precision" else None
     return choose_thresholds(scores[val], data.near[apart][val], scores[ev], vectors[apart][ev], data.mode_acceptance, max_draws, floor,
-                             data.seed, MAX_FRECHET_SHIFT if max_frechet is None else max_frechet)
+                             data.seed, MAX_FRECHET_SHIFT if max_frechet is None else max_frechet, weights)
+
+
+def precision_weights(scores: np.ndarray, near: np.ndarray) -> np.ndarray:
+    """(M,) each mode's share of the Fréchet limit: its region's validation average precision over
+    the modes' mean (a precise region thins fewer look-alikes per in-mode latent it catches)."""
+    ap = np.array([average_precision_score(near[:, m], scores[:, m]) if near[:, m].any() else 0.0 for m in range(near.shape[1])])
+    return ap / ap.mean() if ap.mean() > 0 else np.ones(len(ap))
 
 
 def region_figures(scores: np.ndarray, near: np.ndarray, thresholds: np.ndarray, probabilities: bool) -> list[dict]:
@@ -463,38 +517,52 @@ def mixture_onnx(inside: list[dict], outside: dict, dim: int) -> "onnx.ModelProt
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
 
 
-def add_decision(model, scores: str, columns: list[int], thresholds: np.ndarray, mode_acceptance: np.ndarray) -> bytes:
-    """``model`` (a graph whose output ``scores`` holds per-mode scores in ``columns``) extended to the
+def add_decision(model, scores: str, thresholds: np.ndarray, mode_acceptance: np.ndarray, describe: np.ndarray | None = None) -> bytes:
+    """``model`` (a graph whose output ``scores`` holds the per-mode scores) extended to the
     sampler's decision: output ``keep_probability`` (N,) float64 = the smallest p_m among the regions
-    z lies in, else 1. Returns the serialised graph."""
+    z lies in, else 1. With ``describe`` (per-mode thresholds of a cascade), two more outputs: the
+    ``scores`` (N, M) float64 and ``describe`` (N,) bool, true where some score reaches its describe
+    threshold (the image must be described). Returns the serialised graph."""
     from onnx import TensorProto, checker, helper, numpy_helper
 
     g = model.graph
     score_type = next(o.type.tensor_type.elem_type for o in g.output if o.name == scores)
-    g.initializer.extend([numpy_helper.from_array(np.asarray(columns, np.int64), "gc_columns"),
-                          numpy_helper.from_array(np.asarray(thresholds, np.float64), "gc_thresholds"),
+    g.initializer.extend([numpy_helper.from_array(np.asarray(thresholds, np.float64), "gc_thresholds"),
                           numpy_helper.from_array(np.asarray(mode_acceptance, np.float64), "gc_p"),
                           numpy_helper.from_array(np.array(1.0), "gc_one"), numpy_helper.from_array(np.array([1], np.int64), "gc_axis")])
-    g.node.extend([helper.make_node("Gather", [scores, "gc_columns"], ["gc_s"], axis=1),
-                   helper.make_node("Cast", ["gc_s"], ["gc_sd"], to=TensorProto.DOUBLE) if score_type != TensorProto.DOUBLE
-                   else helper.make_node("Identity", ["gc_s"], ["gc_sd"]),
+    g.node.extend([helper.make_node("Cast", [scores], ["gc_sd"], to=TensorProto.DOUBLE) if score_type != TensorProto.DOUBLE
+                   else helper.make_node("Identity", [scores], ["gc_sd"]),
                    helper.make_node("GreaterOrEqual", ["gc_sd", "gc_thresholds"], ["gc_in"]),
                    helper.make_node("Where", ["gc_in", "gc_p", "gc_one"], ["gc_a"]),
                    reduce_min(model, "gc_a", "gc_axis", OUTPUT)])
+    outputs = [helper.make_tensor_value_info(OUTPUT, TensorProto.DOUBLE, [None])]
+    if describe is not None:
+        g.initializer.append(numpy_helper.from_array(np.asarray(describe, np.float64), "gc_describe"))
+        g.node.extend([helper.make_node("Identity", ["gc_sd"], [SCORES]),
+                       helper.make_node("GreaterOrEqual", ["gc_sd", "gc_describe"], ["gc_doubt"]),
+                       helper.make_node("Cast", ["gc_doubt"], ["gc_doubt_d"], to=TensorProto.DOUBLE),
+                       reduce_max(model, "gc_doubt_d", "gc_axis", "gc_any"),
+                       helper.make_node("Cast", ["gc_any"], [DESCRIBE], to=TensorProto.BOOL)])
+        outputs += [helper.make_tensor_value_info(SCORES, TensorProto.DOUBLE, [None, len(thresholds)]),
+                    helper.make_tensor_value_info(DESCRIBE, TensorProto.BOOL, [None])]
     del g.output[:]
-    g.output.extend([helper.make_tensor_value_info(OUTPUT, TensorProto.DOUBLE, [None])])
+    g.output.extend(outputs)
     checker.check_model(model)
     return model.SerializeToString()
 
 
-def reduce_min(model, data: str, axes: str, out: str):
-    """ReduceMin over axis 1 as the model's opset spells it (axes became an input in opset 18)."""
+def reduce_min(model, data: str, axes: str, out: str, op: str = "ReduceMin"):
+    """ReduceMin (or ``op``) over axis 1 as the model's opset spells it (axes became an input in opset 18)."""
     from onnx import helper
 
     version = next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
     if version >= 18:
-        return helper.make_node("ReduceMin", [data, axes], [out], keepdims=0)
-    return helper.make_node("ReduceMin", [data], [out], axes=[1], keepdims=0)
+        return helper.make_node(op, [data, axes], [out], keepdims=0)
+    return helper.make_node(op, [data], [out], axes=[1], keepdims=0)
+
+
+def reduce_max(model, data: str, axes: str, out: str):
+    return reduce_min(model, data, axes, out, op="ReduceMax")
 
 
 def decision_bytes(graph: bytes) -> np.ndarray:
@@ -520,3 +588,9 @@ class Decision:
         if len(z) == 0:
             return np.zeros(0)
         return np.asarray(self.session.run([OUTPUT], {INPUT: z})[0], np.float64)
+
+    def outputs(self, z: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """A cascade's graph: ``(keep_probability (k,), scores (k, M), describe (k,) bool)``."""
+        z = np.ascontiguousarray(np.asarray(z).reshape(len(z), -1), dtype=np.float32)
+        keep, scores, describe = self.session.run([OUTPUT, SCORES, DESCRIBE], {INPUT: z})
+        return np.asarray(keep, np.float64), np.asarray(scores, np.float64), np.asarray(describe, bool)

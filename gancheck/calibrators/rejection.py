@@ -8,9 +8,12 @@ sampling time for every candidate: the file names the embedder, and sampling nee
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 
 from gancheck.calibrators.base import Calibrator, modes_acceptance, register
+from gancheck.calibrators.regions import described
 from gancheck.errors import GancheckError
 from gancheck.maths import pairwise_distance
 from gancheck.sources.latents import ANCHOR_OFFSET
@@ -37,6 +40,10 @@ def image_acceptance(vectors: np.ndarray, found: np.ndarray, mode_vectors: np.nd
     return modes_acceptance(near, mode_acceptance)
 
 
+#: what identifies an embedder's descriptors in its description (not where it runs)
+IDENTITY_KEYS = ("name", "size", "model_sha256", "align", "pack", "crop_size", "sha256")
+
+
 @register("rejection")
 class RejectionCalibrator(Calibrator):
     """Keep a generated image near dense mode m with probability p_m."""
@@ -57,6 +64,23 @@ class RejectionCalibrator(Calibrator):
         if not self.embedder.get("spec"):
             raise self.damaged("it does not name the embedder that rejection sampling needs")
 
+    def descriptor_calls_per_candidate(self, latents: np.ndarray) -> float:
+        return 1.0
+
+    def check_embedder(self, embedder) -> None:
+        """Refuse an embedder that describes differently from the one the file was fitted with (its
+        model's hash, input size, alignment): its distances to the modes' anchors would mean nothing."""
+        want, have = self.embedder.get("describe") or {}, json.loads(json.dumps(embedder.describe()))
+        for key in IDENTITY_KEYS:
+            if key in want and want[key] != have.get(key):
+                raise GancheckError(f"calibrator {self.path} was fitted with the embedder {self.embedder['spec']!r} whose {key} is {want[key]!r}, but "
+                                    f"the one loaded here has {have.get(key)!r}; install the embedder it was fitted with, or re-run gancheck calibrate")
+
+    def keep_described(self, latents: np.ndarray, vectors: np.ndarray) -> np.ndarray:
+        vectors, found = described(vectors, self.header["params"].get("no_face", "exclude"))
+        return image_acceptance(vectors, found, self.t["mode_vectors"], float(self.header["r0"]), self.mode_acceptance,
+                                self.header["params"].get("no_face", "exclude"))
+
     def _acceptance_for(self, source):
         from embedders import load_embedder
 
@@ -66,6 +90,7 @@ class RejectionCalibrator(Calibrator):
         except GancheckError as exc:
             raise GancheckError(f"calibrator {self.path} rejects in descriptor space and needs the embedder {d['spec']!r} at sampling time, "
                                 f"which failed to load: {exc}") from None
+        self.check_embedder(embedder)
         r0, no_face, modes, p = float(self.header["r0"]), self.header["params"].get("no_face", "exclude"), self.t["mode_vectors"], self.mode_acceptance
 
         def decide(images: np.ndarray) -> np.ndarray:

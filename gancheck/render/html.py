@@ -201,6 +201,28 @@ def sampling_figure(run: RunData, curve: dict | None):
     return fig
 
 
+def price_figure(prices: list[dict], chosen: float | None):
+    """A cascade's price list: the excess removed (95% interval) against the embedder calls paid per
+    kept sample, one point per describe share, the chosen share marked."""
+    plt = _mpl()
+    fig, ax = plt.subplots(figsize=(6, 3.4))
+    x = [p["descriptor_calls_per_kept_sample"] for p in prices]
+    y = [100 * (p["excess_removed"] or 0.0) for p in prices]
+    low = [100 * (p["excess_removed"] - p["low"]) if p.get("low") is not None else 0.0 for p in prices]
+    high = [100 * (p["high"] - p["excess_removed"]) if p.get("high") is not None else 0.0 for p in prices]
+    ax.errorbar(x, y, yerr=[low, high], fmt="o-", color=BLUE, ms=4, capsize=2, label="expected on the fresh plain draw (95% interval)")
+    for p, xi, yi in zip(prices, x, y):
+        ax.annotate(f"{p['describe_share']:.0%}", (xi, yi), textcoords="offset points", xytext=(4, -10), fontsize=7, color=GREY)
+    if chosen is not None:
+        ax.axvline(next((p["descriptor_calls_per_kept_sample"] for p in prices if abs(p["describe_share"] - chosen) < 1e-9), float("nan")),
+                   color=RED, lw=1, ls="--", label=f"chosen: {chosen:.0%} of the candidates described")
+    ax.set_xlabel("embedder calls per kept sample (labels: share of candidates described)")
+    ax.set_ylabel("modes' excess removed (%)")
+    ax.set_title("the cascade's price list")
+    _legend_below(ax)
+    return fig
+
+
 def plot_sampling(run: RunData, curve: dict | None) -> str | None:
     return _figure_uri(sampling_figure(run, curve))
 
@@ -432,7 +454,16 @@ def _change_block(change: dict) -> str:
     return (f"<div class='verdict change' id='calibration-change'><b>{_e(change['headline'])}</b>"
             + "".join(f"<p>{_e(x)}</p>" for x in change["sentences"]) + "</div>"
             + f"<table><tr><th>share of the samples within r0 = {_e(format_number(change['radius']))}</th><th class='n'>before</th>"
-            f"<th class='n'>after</th><th class='n'>change</th></tr>{rows}</table>")
+            f"<th class='n'>after</th><th class='n'>change</th></tr>{rows}</table>" + _price_block(change))
+
+
+def _price_block(change: dict) -> str:
+    """The cascade's price list as a plot, so a describe share is picked by looking."""
+    if not change.get("price_list"):
+        return ""
+    return (f"<figure id='price-list'><img class='plot' alt='excess removed against embedder calls per kept sample' "
+            f"src='{_figure_uri(price_figure(change['price_list'], change.get('describe_share')))}'><figcaption>Each point is a describe "
+            "share; rerun with --describe-share Q or --max-descriptor-calls C to pick another.</figcaption></figure>")
 
 
 def _summary(run: RunData, rep: dict, change: dict | None) -> str:
