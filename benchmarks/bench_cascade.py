@@ -69,7 +69,7 @@ def main() -> None:
     print(f"{args.run}: |C| = {data.n:,}, {args.modes} mode(s), budget {args.budget:,}; the fresh plain draw: {len(idx):,} samples, "
           f"{near.any(axis=1).mean():.2%} in the modes")
     tmp = Path(tempfile.mkdtemp(prefix="bench_cascade_"))
-    rows = []
+    rows, default = [], regions.ALLOCATION
     for method in ("is", "gmm"):
         for allocation in (("equal", "precision") if args.modes > 1 else ("equal",)):
             regions.ALLOCATION = allocation
@@ -78,7 +78,7 @@ def main() -> None:
             e = expected(load_calibrator(tmp / f"{method}-{allocation}.safetensors"), data, latents, plain, near, off, vectors, floor)
             rows.append(line(f"{method}, Fréchet limit shared {allocation}ly", e) + f"  (fit {time.perf_counter() - t0:.0f} s)")
             print(rows[-1], flush=True)
-    regions.ALLOCATION = "precision"
+    regions.ALLOCATION = default
     t0 = time.perf_counter()
     build_calibrator(data, "cascade", tmp / "cascade.safetensors", max_descriptor_calls=calls)
     cascade = load_calibrator(tmp / "cascade.safetensors")
