@@ -66,7 +66,7 @@ def test_help_has_no_type_labels_and_an_examples_section(helps, command):
     ("audit", "--align", "detect|fixed", "detect"),
     ("audit", "--prior", "normal|uniform|truncnormal", "normal"),
     ("audit", "--device", "auto|cpu|cuda", "auto"),
-    ("calibrate", "--method", "gmm|is|rejection", "is"),
+    ("calibrate", "--method", "gmm|is|cascade|rejection", "is"),
     ("sample", "--prior", "normal|uniform|truncnormal", "normal"),
 ])
 def test_help_shows_choices_and_defaults(helps, command, option, choices, default):

@@ -110,6 +110,7 @@ def price_list(cal, latents: np.ndarray, plain: np.ndarray, near: np.ndarray, da
     """A cascade's price list measured on the fresh plain draw: for each describe share of its file,
     the excess removed (keep-weighted, paired 95% interval), draws and descriptor calls per kept
     sample, and the Fréchet shift the thinning adds off the modes, as a share of the noise floor."""
+    from gancheck.calibrators.cascade import price_point
     from gancheck.calibrators.regions import frechet_shift, proof_noise_floor
 
     vectors, found = described(plain, data.no_face)
@@ -118,10 +119,9 @@ def price_list(cal, latents: np.ndarray, plain: np.ndarray, near: np.ndarray, da
     rows = []
     for share, keep, doubt in cal.priced(latents, plain):
         expected = weighted_excess(near, keep, data.typical_count / data.n)
-        rows.append({"describe_share": share, "excess_removed": expected["excess_removed"], "low": expected["low"], "high": expected["high"],
-                     "draws_per_kept_sample": float(1.0 / keep.mean()), "descriptor_calls_per_candidate": float(doubt.mean()),
-                     "descriptor_calls_per_kept_sample": float(doubt.mean() / keep.mean()),
-                     "frechet_shift_vs_floor": float(frechet_shift(vectors[off], keep[off], data.seed) / floor) if floor > 0 else None})
+        rows.append(dict(describe_share=share, **price_point(keep, doubt, near, data.typical_count / data.n), low=expected["low"],
+                         high=expected["high"], frechet_shift_vs_floor=float(frechet_shift(vectors[off], keep[off], data.seed) / floor)
+                         if floor > 0 else None))
     return rows
 
 
