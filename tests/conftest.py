@@ -26,6 +26,16 @@ def run_cli(*args, env=None, timeout=600):
                           env=full_env, cwd=ROOT, timeout=timeout)
 
 
+def one_line_error(proc, *words):
+    """Assert ``proc`` failed with exit 2 and one stderr line (no traceback) holding ``words``; returns the line."""
+    assert proc.returncode == 2, (proc.returncode, proc.stderr)
+    lines = [line for line in proc.stderr.strip().splitlines() if line.strip()]
+    assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
+    for w in words:
+        assert w in lines[0], lines[0]
+    return lines[0]
+
+
 def audited_run(model, out, *args):
     """Audit ``model`` into ``out`` with its embeddings saved (what calibration fits on); returns ``out``."""
     proc = run_cli("audit", model, "--out", out, *args, "--save-embeddings")

@@ -12,7 +12,7 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import audited_run, run_cli
+from conftest import audited_run, run_cli, one_line_error
 from gancheck.sources.planted import build_planted_generator, in_planted_region
 
 FRACTION = 0.15
@@ -211,15 +211,6 @@ def test_header_records_what_the_document_promises(files):
     assert names == {"mode_vectors", "mode_acceptance", "decision_onnx", "region_thresholds"}
     assert header["params"]["region"] in ("logistic", "boosting", "mlp", "knn")
     assert files["is"].read_bytes().find(b"pickle") == -1
-
-
-def one_line_error(proc, *words):
-    assert proc.returncode == 2, (proc.returncode, proc.stderr)
-    lines = [line for line in proc.stderr.strip().splitlines() if line.strip()]
-    assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
-    for w in words:
-        assert w in lines[0], lines[0]
-    return lines[0]
 
 
 def sample_cli(model, calibrator, tmp_path, *extra):

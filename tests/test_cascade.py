@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import gancheck
-from conftest import ROOT, audited_run_in_process, run_cli
+from conftest import ROOT, audited_run_in_process, one_line_error, run_cli
 from gancheck.calibrators import load_calibrator
 from gancheck.calibrators.cascade import cascade_keep, describe_thresholds, price_point
 from gancheck.calibrators.fileformat import read_calibrator, write_calibrator
@@ -186,23 +186,15 @@ def test_the_ten_line_deployment_sampler_decides_as_gancheck_does(planted, prove
     assert 0 < (~mine).sum()
 
 
-def one_line(proc, *words):
-    assert proc.returncode == 2, (proc.returncode, proc.stderr)
-    lines = [line for line in proc.stderr.strip().splitlines() if line.strip()]
-    assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
-    for w in words:
-        assert w in lines[0], lines[0]
-
-
 def test_bad_cascade_options_are_refused_in_one_line_before_anything_is_written(run, tmp_path):
     out = tmp_path / "cal.safetensors"
     for args, words in ((["--describe-share", "0"], ["--describe-share", "(0, 1]"]), (["--describe-share", "1.5"], ["--describe-share"]),
                         (["--describe-share", "0.2", "--max-descriptor-calls", "0.3"], ["not both"]),
                         (["--max-descriptor-calls", "-1"], ["--max-descriptor-calls"]), (["--screen", "drs"], ["--screen"]),
                         (["--max-descriptor-calls", "0.001", "--budget", str(BUDGET)], ["--max-descriptor-calls", "none of the candidates"])):
-        one_line(run_cli("calibrate", run, "--method", "cascade", *args, "--out", out, "--proof-dir", tmp_path / "proof"), *words)
+        one_line_error(run_cli("calibrate", run, "--method", "cascade", *args, "--out", out, "--proof-dir", tmp_path / "proof", "--quiet"), *words)
         assert not out.exists() and not (tmp_path / "proof").exists()
-    one_line(run_cli("calibrate", run, "--method", "is", "--describe-share", "0.2", "--out", out), "--describe-share", "does not apply")
+    one_line_error(run_cli("calibrate", run, "--method", "is", "--describe-share", "0.2", "--out", out), "--describe-share", "does not apply")
 
 
 def rewritten(path, tmp_path, change):
@@ -216,9 +208,9 @@ def rewritten(path, tmp_path, change):
 def test_a_cascade_without_its_embedder_or_with_another_is_refused(planted, fitted, tmp_path):
     _, paths = fitted
     other = rewritten(paths["cascade-0.2"], tmp_path, lambda h: h["embedder"]["describe"].update(size=16))
-    one_line(run_cli("audit", planted, "--calibrator", other, "--n", "200", "--anchors", "20", "--embedder", "pixel", "--out", tmp_path / "a"),
+    one_line_error(run_cli("audit", planted, "--calibrator", other, "--n", "200", "--anchors", "20", "--embedder", "pixel", "--out", tmp_path / "a"),
              "size", "fitted with")
     missing = rewritten(paths["cascade-0.2"], tmp_path, lambda h: h["embedder"].update(spec="nosuchembedder"))
-    one_line(run_cli("audit", planted, "--calibrator", missing, "--n", "200", "--anchors", "20", "--embedder", "pixel", "--out", tmp_path / "b"),
+    one_line_error(run_cli("audit", planted, "--calibrator", missing, "--n", "200", "--anchors", "20", "--embedder", "pixel", "--out", tmp_path / "b"),
              "needs the embedder", "nosuchembedder")
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
