@@ -28,6 +28,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -47,7 +48,8 @@ def run(cmd: list[str], stop_after_shards: int | None = None, out: Path | None =
     env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=env)
-    collected, lines = None, []
+    collected, lines, trace = None, [], []
+    threading.Thread(target=sample_rss, args=(proc, t0, trace), daemon=True).start()
     if stop_after_shards is not None:
         state = out.parent / f".{out.name}.partial" / "state.json"
         while proc.poll() is None:
@@ -66,7 +68,25 @@ def run(cmd: list[str], stop_after_shards: int | None = None, out: Path | None =
     proc.returncode = code = os.waitstatus_to_exitcode(status)
     wall = time.perf_counter() - t0
     return {"code": code, "wall_s": wall, "after_collection_s": (t0 + wall - collected) if collected else None,
-            "peak_rss_mib": usage.ru_maxrss / 1024, "log": lines[-3:]}
+            "peak_rss_mib": usage.ru_maxrss / 1024, "log": lines[-3:], "rss_trace": trace}
+
+
+def sample_rss(proc, t0: float, trace: list, every: float = 30.0) -> None:
+    """Append ``(seconds, RSS MiB)`` of ``proc`` to ``trace`` every ``every`` seconds while it runs."""
+    while proc.poll() is None:
+        try:
+            kib = next(int(line.split()[1]) for line in open(f"/proc/{proc.pid}/status") if line.startswith("VmRSS:"))
+            trace.append((round(time.perf_counter() - t0), kib / 1024))
+        except (OSError, StopIteration, ValueError):
+            pass
+        time.sleep(every)
+
+
+def rss_over_time(trace: list) -> str:
+    """The RSS at a tenth, half and nine tenths of a run's samples (the steady level, not the peak)."""
+    if len(trace) < 3:
+        return "too short to trace"
+    return " -> ".join(f"{trace[int(q * (len(trace) - 1))][1]:.0f}" for q in (0.1, 0.5, 0.9)) + " MiB at 10%, 50%, 90% of its time"
 
 
 def directory_mib(path: Path) -> float:
@@ -86,6 +106,8 @@ def main() -> None:
     p.add_argument("--anchors", type=int, default=1000)
     p.add_argument("--no-resume", action="store_true", help="audit the largest size without the SIGTERM and the resume")
     p.add_argument("--also-uninterrupted", action="store_true", help="audit the largest size a second time, without a stop, and compare")
+    p.add_argument("--against", default="", help="finished run directories of smaller n (comma-separated) that the largest run's "
+                   "prefix rule is checked against, for a run of one size")
     p.add_argument("--keep", default=None, help="folder for the run directories (default: a temporary one)")
     args = p.parse_args()
     sizes = [int(float(s)) for s in args.sizes.split(",")]
@@ -94,6 +116,7 @@ def main() -> None:
     for n in sizes:
         out = base / f"run-{n}"
         r = stopped_and_resumed(args, n, out) if n == sizes[-1] and not args.no_resume else run(audit_command(args, n, out))
+        r.setdefault("rss_traces", [("the audit", r.get("rss_trace", []))])
         if r["code"] != 0:
             sys.exit(f"audit at n = {n:,} failed ({r['code']}): {' | '.join(r['log'])}")
         r.update(n=n, run_dir=out, images_per_s=(n + args.anchors) / r["wall_s"], run_dir_mib=directory_mib(out),
@@ -101,6 +124,9 @@ def main() -> None:
         rows.append(r)
         print(f"n = {n:>9,}: wall {r['wall_s']:8.1f} s  {r['images_per_s']:7.1f} images/s  peak RSS {r['peak_rss_mib']:7.0f} MiB  "
               f"run dir {r['run_dir_mib']:8.1f} MiB  after the collection {r['after_collection_s'] or float('nan'):5.1f} s", flush=True)
+        for name, trace in r["rss_traces"]:
+            print(f"    RSS of {name}: {rss_over_time(trace)}", flush=True)
+        (base / f"rss-{n}.json").write_text(json.dumps(dict(r["rss_traces"])))
     first = rows[0]
     for r in rows[1:]:
         share = r["after_collection_s"] / (r["wall_s"] - r["after_collection_s"]) if r["after_collection_s"] else float("nan")
@@ -110,6 +136,12 @@ def main() -> None:
         row = next((c for c in convergence(big["run_dir"]) if c["n"] == small["n"]), None)
         same = row is not None and (row["mccs_mean"], row["mccs_std"]) == (small["report"]["mccs"]["mean"], small["report"]["mccs"]["std"])
         print(f"prefix rule: n = {big['n']:,}'s convergence row at {small['n']:,} equals the {small['n']:,} run's (mu, sigma): {same}")
+    for small in filter(None, args.against.split(",")):
+        report = json.loads((Path(small) / "report.json").read_text())
+        n_small = report["config"]["n"]
+        row = next((c for c in convergence(rows[-1]["run_dir"]) if c["n"] == n_small), None)
+        same = row is not None and (row["mccs_mean"], row["mccs_std"]) == (report["mccs"]["mean"], report["mccs"]["std"])
+        print(f"prefix rule: n = {rows[-1]['n']:,}'s convergence row at {n_small:,} equals {small}'s (mu, sigma): {same}")
     if args.also_uninterrupted and not args.no_resume:
         resume_check(args, rows[-1], base)
 
@@ -129,6 +161,7 @@ def stopped_and_resumed(args, n: int, out: Path) -> dict:
           f"(peak RSS {stopped['peak_rss_mib']:.0f} MiB); resumed: exit {resumed['code']} after {resumed['wall_s']:.0f} s "
           f"(peak RSS {resumed['peak_rss_mib']:.0f} MiB)", flush=True)
     return {"code": resumed["code"], "wall_s": stopped["wall_s"] + resumed["wall_s"], "log": resumed["log"],
+            "rss_traces": [("the stopped audit", stopped["rss_trace"]), ("the resumed audit", resumed["rss_trace"])],
             "after_collection_s": resumed["after_collection_s"], "peak_rss_mib": max(stopped["peak_rss_mib"], resumed["peak_rss_mib"])}
 
 

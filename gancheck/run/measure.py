@@ -14,6 +14,7 @@ import numpy as np
 
 from gancheck.engine.accumulator import Partial, radial_grid
 from gancheck.engine.executors import plan, shard_results
+from gancheck.engine.memory import release_free_memory
 from gancheck.engine.pipeline import BATCHES_IN_FLIGHT, NO_FACE_SAMPLES, ShardMeasurer, retrying, running
 from gancheck.errors import GancheckError
 from gancheck.formatting import format_bytes, format_duration
@@ -96,6 +97,7 @@ def _collection(measurer, c_idx, config: AuditConfig, run_dir, state, tick, spec
                     _checkpoint(state, run_dir, r)
                 pending[r.index] = r
             r = pending.pop(j)
+            release_free_memory()  # what this shard's batches freed
         total.merge(r.partial)
         no_face, skipped = no_face + r.no_face, skipped + r.skipped_nan
         samples.extend(r.no_face_samples[: NO_FACE_SAMPLES - len(samples)])
